@@ -1,0 +1,47 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build a 6.12 kernel with asyncfd, boot it in QEMU and run the selftests.
+# Each target is one script in harness/; see README.md for the knobs.
+
+export KSRC ACCEL JOBS FLAVOUR TIMEOUT V CCACHE_DIR
+
+STAGE := harness/stage
+
+.PHONY: all run check shell lint deps source tree config build userspace \
+	clean distclean
+
+all: run
+
+deps:
+	@$(STAGE) deps
+source: deps
+	@$(STAGE) source
+tree: source
+	@$(STAGE) tree
+config: tree
+	@$(STAGE) config
+build: config
+	@$(STAGE) build
+userspace: build
+	@$(STAGE) userspace
+
+run: userspace
+	@$(STAGE) boot run
+	@harness/verdict build/logs/run.log
+
+check: lint userspace
+	@$(STAGE) boot check
+	@harness/verdict build/logs/check.log
+
+shell: userspace
+	@harness/boot shell
+
+# Placeholder: later issues add checkpatch and sparse here.
+lint:
+
+# Keep the unpacked source and the tree; drop what is built from them.
+clean:
+	rm -rf build/obj-* build/user-* build/initramfs-* build/logs
+
+distclean:
+	rm -rf build
