@@ -1,0 +1,1629 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Tests for asyncfd(2): the API and its errors, poll/select/epoll,
+ * swapping rings, fork/exec/SCM_RIGHTS, RLIMIT_MEMLOCK accounting, and
+ * delivery from every context the test producer can post from.
+ *
+ * Results are counted by cookie: each one posted must show up in the
+ * ring exactly once, or be counted as refused.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <sys/wait.h>
+
+#include "../kselftest_harness.h"
+#include "asyncfd_ring.h"
+#include "test_producer.h"
+
+#define RING_SIZE	8	/* small, so that tests fill it */
+#define NOBODY		65534
+#define EXEC_CHECK_ARG	"--exec-check"
+
+static const char * const contexts[] = {
+	"process", "kthread", "workqueue", "softirq", "hardirq",
+};
+
+#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
+
+/*
+ * Children of a test cannot use ASSERT_*(): it would unwind into the
+ * harness in the wrong process.  They report a failed check and exit.
+ */
+#define CHILD_CHECK(cond) do {						\
+	if (!(cond)) {							\
+		fprintf(stderr, "# child %s:%d: %s failed (errno %d)\n",	\
+			__FILE__, __LINE__, #cond, errno);		\
+		_exit(1);						\
+	}								\
+} while (0)
+
+/* Pinned pages of a ring from asyncfd_ring_map(). */
+static unsigned int ring_pages(unsigned int size)
+{
+	long page = getpagesize();
+
+	return 1 + (size * sizeof(struct asyncfd_result) + page - 1) / page;
+}
+
+static long long pages_kb(unsigned int pages)
+{
+	return pages * (getpagesize() / 1024LL);
+}
+
+/* The number after "@key:" in the text file @path, or -1. */
+static long long read_field(const char *path, const char *key)
+{
+	size_t len = strlen(key);
+	long long val = -1;
+	char line[256];
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			val = strtoll(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+static long long vmpin_kb(void)
+{
+	return read_field("/proc/self/status", "VmPin");
+}
+
+static long long fdinfo_get(int fd, const char *key)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	return read_field(path, key);
+}
+
+static void fd_link(int fd, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, size - 1);
+	buf[n < 0 ? 0 : n] = '\0';
+}
+
+static bool is_asyncfd(int fd)
+{
+	char link[64];
+
+	fd_link(fd, link, sizeof(link));
+	return !strcmp(link, "anon_inode:[asyncfd]");
+}
+
+/* The descriptor the next open would return: a leaked one moves it. */
+static int lowest_free_fd(void)
+{
+	int fd = open("/", O_PATH | O_CLOEXEC);
+
+	if (fd >= 0)
+		close(fd);
+	return fd;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/* Release may run after close() returns when a kernel thread drops the file. */
+static long long vmpin_settled(long long kb)
+{
+	long long deadline = now_ms() + 2000;
+
+	while (vmpin_kb() != kb && now_ms() < deadline)
+		usleep(10000);
+	return vmpin_kb();
+}
+
+/* Exit status of child @pid, or 128 + the signal that killed it. */
+static int wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool poll_ready(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	return poll(&pfd, 1, 0) == 1 && pfd.revents == POLLIN;
+}
+
+/* Post through the test producer, which must store @stored of @count. */
+static void post(struct __test_metadata *_metadata, int fd, const char *context,
+		 uint64_t cookie, unsigned int count, unsigned int batch,
+		 unsigned int stored)
+{
+	struct post_result pr;
+
+	ASSERT_EQ(0, test_producer_post(fd, context, cookie, count, batch, &pr));
+	EXPECT_EQ(0, pr.error);
+	EXPECT_EQ(stored, pr.stored);
+	EXPECT_EQ(count - stored, pr.refused);
+}
+
+static unsigned int reap_all(struct asyncfd_ring *ring,
+			     struct asyncfd_result *out, unsigned int max)
+{
+	unsigned int n = 0, got;
+
+	while (n < max && (got = asyncfd_reap(ring, out + n, max - n)))
+		n += got;
+	return n;
+}
+
+/*
+ * Reap the ring, which must hold exactly @count results with the
+ * cookies @cookie, @cookie + 1, ... in that order: each one once.
+ */
+static void expect_results(struct __test_metadata *_metadata,
+			   struct asyncfd_ring *ring, uint64_t cookie,
+			   unsigned int count)
+{
+	struct asyncfd_result *res = calloc(count + 1, sizeof(*res));
+	unsigned int i, n;
+
+	ASSERT_NE(NULL, res);
+	n = reap_all(ring, res, count + 1);
+	ASSERT_EQ(count, n);
+	for (i = 0; i < n; i++)
+		ASSERT_EQ(cookie + i, res[i].cookie);
+	free(res);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char data = 'f';
+	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	char data;
+	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cmsg;
+	int fd;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET ||
+	    cmsg->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+	return fd;
+}
+
+static bool have_cap(int cap)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	return data[CAP_TO_INDEX(cap)].effective & CAP_TO_MASK(cap);
+}
+
+/*
+ * Run @fn in a child that is user nobody, which has no capabilities and
+ * so no CAP_IPC_LOCK, with RLIMIT_MEMLOCK at @pages.  @fn exits through
+ * CHILD_CHECK() when a check fails.  Returns the child's exit status.
+ */
+static int run_unprivileged(void (*fn)(void), unsigned int pages)
+{
+	struct rlimit rl = {
+		.rlim_cur = pages * getpagesize(),
+		.rlim_max = pages * getpagesize(),
+	};
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		CHILD_CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+		CHILD_CHECK(setresgid(NOBODY, NOBODY, NOBODY) == 0);
+		CHILD_CHECK(setresuid(NOBODY, NOBODY, NOBODY) == 0);
+		CHILD_CHECK(!have_cap(CAP_IPC_LOCK));
+		fn();
+		_exit(0);
+	}
+	return wait_child(pid);
+}
+
+/* An asyncfd on a RING_SIZE ring, and a spare ring to swap in. */
+FIXTURE(asyncfd) {
+	struct asyncfd_ring ring;
+	struct asyncfd_ring spare;
+};
+
+FIXTURE_SETUP(asyncfd)
+{
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, RING_SIZE, 0));
+	ASSERT_EQ(0, asyncfd_ring_map(&self->spare, 2 * RING_SIZE));
+}
+
+FIXTURE_TEARDOWN(asyncfd)
+{
+	asyncfd_ring_exit(&self->ring);
+	asyncfd_ring_exit(&self->spare);
+}
+
+TEST_F(asyncfd, fd_links_to_anon_inode)
+{
+	char link[64];
+
+	fd_link(self->ring.fd, link, sizeof(link));
+	EXPECT_STREQ("anon_inode:[asyncfd]", link);
+}
+
+TEST_F(asyncfd, created_without_cloexec)
+{
+	EXPECT_EQ(0, fcntl(self->ring.fd, F_GETFD));
+}
+
+TEST_F(asyncfd, read_and_write_fail)
+{
+	char buf[32] = {};
+
+	EXPECT_EQ(-1, read(self->ring.fd, buf, sizeof(buf)));
+	EXPECT_EQ(-1, write(self->ring.fd, buf, sizeof(buf)));
+}
+
+TEST_F(asyncfd, fdinfo_describes_new_ring)
+{
+	int fd = self->ring.fd;
+
+	EXPECT_EQ(RING_SIZE, fdinfo_get(fd, "asyncfd-size"));
+	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-tail"));
+	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-iuser"));
+	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-overflow"));
+	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(fd, "asyncfd-pinned-pages"));
+}
+
+TEST_F(asyncfd, unknown_flags_rejected)
+{
+	static const unsigned int flags[] = {
+		1U << 1, 1U << 31, ASYNCFD_CLOEXEC | 1U << 1, O_CLOEXEC,
+		O_NONBLOCK, ~0U,
+	};
+	long long vmpin = vmpin_kb();
+	int free_fd = lowest_free_fd();
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(flags); i++) {
+		EXPECT_EQ(-1, sys_asyncfd(-1, self->spare.hdr, flags[i])) {
+			TH_LOG("create with flags %#x", flags[i]);
+		}
+		EXPECT_EQ(EINVAL, errno);
+		EXPECT_EQ(-1, sys_asyncfd(self->ring.fd, self->spare.hdr, flags[i])) {
+			TH_LOG("swap with flags %#x", flags[i]);
+		}
+		EXPECT_EQ(EINVAL, errno);
+	}
+	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(free_fd, lowest_free_fd());
+	EXPECT_EQ(RING_SIZE, fdinfo_get(self->ring.fd, "asyncfd-size"));
+}
+
+TEST_F(asyncfd, swap_returns_same_fd)
+{
+	int fd = self->ring.fd;
+
+	ASSERT_EQ(fd, sys_asyncfd(fd, self->spare.hdr, 0));
+	self->spare.fd = fd;
+	self->ring.fd = -1;
+	EXPECT_EQ(2 * RING_SIZE, fdinfo_get(fd, "asyncfd-size"));
+}
+
+TEST_F(asyncfd, swap_ignores_cloexec_flag)
+{
+	struct asyncfd_ring third;
+	int fd = self->ring.fd;
+
+	ASSERT_EQ(0, asyncfd_ring_map(&third, RING_SIZE));
+	ASSERT_EQ(fd, sys_asyncfd(fd, self->spare.hdr, ASYNCFD_CLOEXEC));
+	EXPECT_EQ(0, fcntl(fd, F_GETFD));
+
+	ASSERT_EQ(0, fcntl(fd, F_SETFD, FD_CLOEXEC));
+	ASSERT_EQ(fd, sys_asyncfd(fd, third.hdr, 0));
+	EXPECT_EQ(FD_CLOEXEC, fcntl(fd, F_GETFD));
+	asyncfd_ring_unmap(&third);
+}
+
+TEST_F(asyncfd, swap_on_closed_fd_fails_ebadf)
+{
+	long long vmpin = vmpin_kb();
+
+	EXPECT_EQ(-1, sys_asyncfd(lowest_free_fd(), self->spare.hdr, 0));
+	EXPECT_EQ(EBADF, errno);
+	/* Only -1 creates; other negative numbers are just bad fds. */
+	EXPECT_EQ(-1, sys_asyncfd(-2, self->spare.hdr, 0));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(vmpin, vmpin_kb());
+}
+
+TEST_F(asyncfd, swap_on_other_file_fails_einval)
+{
+	long long vmpin = vmpin_kb();
+	int pipefd[2], efd;
+
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	efd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_GE(efd, 0);
+
+	EXPECT_EQ(-1, sys_asyncfd(pipefd[0], self->spare.hdr, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, sys_asyncfd(efd, self->spare.hdr, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(RING_SIZE, fdinfo_get(self->ring.fd, "asyncfd-size"));
+
+	close(pipefd[0]);
+	close(pipefd[1]);
+	close(efd);
+}
+
+TEST(create_with_cloexec)
+{
+	struct asyncfd_ring ring;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&ring, RING_SIZE, ASYNCFD_CLOEXEC));
+	EXPECT_EQ(FD_CLOEXEC, fcntl(ring.fd, F_GETFD));
+	asyncfd_ring_exit(&ring);
+}
+
+/* Runs in the re-executed test binary, see main(). */
+static int exec_check(char **argv)
+{
+	int cloexec_fd = atoi(argv[2]), inherited_fd = atoi(argv[3]);
+
+	if (fcntl(cloexec_fd, F_GETFD) != -1 || errno != EBADF) {
+		fprintf(stderr, "# exec: CLOEXEC asyncfd %d survived exec\n",
+			cloexec_fd);
+		return 1;
+	}
+	if (!is_asyncfd(inherited_fd)) {
+		fprintf(stderr, "# exec: asyncfd %d lost across exec\n",
+			inherited_fd);
+		return 1;
+	}
+	return 0;
+}
+
+TEST(cloexec_fd_closed_by_exec)
+{
+	struct asyncfd_ring cloexec, inherited;
+	char cloexec_arg[16], inherited_arg[16];
+	pid_t pid;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&cloexec, RING_SIZE, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, asyncfd_ring_setup(&inherited, RING_SIZE, 0));
+	snprintf(cloexec_arg, sizeof(cloexec_arg), "%d", cloexec.fd);
+	snprintf(inherited_arg, sizeof(inherited_arg), "%d", inherited.fd);
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		execl("/proc/self/exe", "asyncfd_test", EXEC_CHECK_ARG,
+		      cloexec_arg, inherited_arg, (char *)NULL);
+		CHILD_CHECK(!"execl");
+	}
+	EXPECT_EQ(0, wait_child(pid));
+
+	asyncfd_ring_exit(&cloexec);
+	asyncfd_ring_exit(&inherited);
+}
+
+TEST(create_fails_emfile_without_leak)
+{
+	struct asyncfd_ring ring;
+	struct rlimit old, rl;
+	long long vmpin;
+	int ret, err;
+
+	ASSERT_EQ(0, asyncfd_ring_map(&ring, RING_SIZE));
+	vmpin = vmpin_kb();
+	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &old));
+	rl = old;
+	rl.rlim_cur = lowest_free_fd();
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &rl));
+	ret = sys_asyncfd(-1, ring.hdr, 0);
+	err = errno;
+	ASSERT_EQ(0, setrlimit(RLIMIT_NOFILE, &old));
+
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EMFILE, err);
+	EXPECT_EQ(vmpin, vmpin_kb());
+	asyncfd_ring_unmap(&ring);
+}
+
+/* The kernel checks in a documented order; these pin it down. */
+TEST(flags_checked_first)
+{
+	EXPECT_EQ(-1, sys_asyncfd(lowest_free_fd(), NULL, 1U << 1));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, sys_asyncfd(-1, NULL, 1U << 1));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST(fd_checked_before_ring)
+{
+	int pipefd[2];
+
+	EXPECT_EQ(-1, sys_asyncfd(lowest_free_fd(), NULL, 0));
+	EXPECT_EQ(EBADF, errno);
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	EXPECT_EQ(-1, sys_asyncfd(pipefd[0], NULL, 0));
+	EXPECT_EQ(EINVAL, errno);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+TEST(alignment_checked_before_reading)
+{
+	EXPECT_EQ(-1, sys_asyncfd(-1, (struct asyncfd_uring *)4, 0));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST(fields_checked_before_pinning)
+{
+	struct asyncfd_ring ring;
+
+	ASSERT_EQ(0, asyncfd_ring_map(&ring, RING_SIZE));
+	/* Both size 0 and the NULL entries are wrong: EINVAL comes first. */
+	ring.hdr->ptr = 0;
+	ring.hdr->size = 0;
+	EXPECT_EQ(-1, sys_asyncfd(-1, ring.hdr, 0));
+	EXPECT_EQ(EINVAL, errno);
+	ring.hdr->size = ASYNCFD_MAX_ENTRIES + 1;
+	EXPECT_EQ(-1, sys_asyncfd(-1, ring.hdr, 0));
+	EXPECT_EQ(EINVAL, errno);
+	ring.hdr->size = RING_SIZE;
+	ring.hdr->ptr = 4;
+	EXPECT_EQ(-1, sys_asyncfd(-1, ring.hdr, 0));
+	EXPECT_EQ(EINVAL, errno);
+	asyncfd_ring_unmap(&ring);
+}
+
+/*
+ * A ring described wrongly, for create and for swap.  The header
+ * normally sits at the start of page 0 of @area and the entries at the
+ * start of page 1; page 2 is an unmapped hole.
+ */
+enum where {
+	GOOD,
+	AT_NULL,
+	IN_HOLE,
+	MISALIGNED,	/* 4 bytes off the required 8-byte alignment */
+	READ_ONLY,
+	ACROSS_HOLE,	/* starts mapped and runs into the hole */
+};
+
+FIXTURE(bad_ring) {
+	char *area;
+	struct asyncfd_uring *urng;
+	struct asyncfd_ring good;	/* registered: the swaps target it */
+	long long vmpin;
+	int free_fd;
+};
+
+FIXTURE_VARIANT(bad_ring) {
+	enum where header;
+	enum where entries;
+	__u32 size;
+	__u32 ikernel;
+	__u32 iuser;
+	__u32 overflow;
+	int error;
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, null_header) {
+	.header = AT_NULL, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, unmapped_header) {
+	.header = IN_HOLE, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, misaligned_header) {
+	.header = MISALIGNED, .size = RING_SIZE, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, read_only_header) {
+	.header = READ_ONLY, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, header_across_hole) {
+	.header = ACROSS_HOLE, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, null_entries) {
+	.entries = AT_NULL, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, unmapped_entries) {
+	.entries = IN_HOLE, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, misaligned_entries) {
+	.entries = MISALIGNED, .size = RING_SIZE, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, read_only_entries) {
+	.entries = READ_ONLY, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, entries_across_hole) {
+	.entries = ACROSS_HOLE, .size = RING_SIZE, .error = EFAULT,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, zero_size) {
+	.size = 0, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, size_above_max) {
+	.size = ASYNCFD_MAX_ENTRIES + 1, .error = EINVAL,
+};
+
+/* 0x08000000 entries of 32 bytes are 2^32 bytes: 0 in 32 bits. */
+FIXTURE_VARIANT_ADD(bad_ring, size_bytes_wrap_32bit) {
+	.size = 0x08000000, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, size_top_bit) {
+	.size = 0x80000000, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, ikernel_at_size) {
+	.size = RING_SIZE, .ikernel = RING_SIZE, .iuser = RING_SIZE,
+	.error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, iuser_not_ikernel) {
+	.size = RING_SIZE, .ikernel = 2, .iuser = 3, .error = EINVAL,
+};
+
+FIXTURE_VARIANT_ADD(bad_ring, overflow_not_zero) {
+	.size = RING_SIZE, .overflow = 1, .error = EINVAL,
+};
+
+/*
+ * Where a part of the ring goes: @home is its page in @area, and
+ * @mapped how much of it stays mapped when it runs into the hole.
+ */
+static char *place(char *area, enum where where, int home, size_t mapped)
+{
+	long page = getpagesize();
+
+	switch (where) {
+	case AT_NULL:
+		return NULL;
+	case IN_HOLE:
+		return area + 2 * page;
+	case MISALIGNED:
+		return area + home * page + 4;
+	case ACROSS_HOLE:
+		return area + 2 * page - mapped;
+	case GOOD:
+	case READ_ONLY:
+		break;
+	}
+	return area + home * page;
+}
+
+FIXTURE_SETUP(bad_ring)
+{
+	long page = getpagesize();
+	struct asyncfd_uring hdr = {
+		.size = variant->size,
+		.ikernel = variant->ikernel,
+		.iuser = variant->iuser,
+		.overflow = variant->overflow,
+	};
+	char *at;
+
+	self->area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, self->area);
+	ASSERT_EQ(0, munmap(self->area + 2 * page, page));
+
+	hdr.ptr = (uintptr_t)place(self->area, variant->entries, 1,
+				   4 * sizeof(struct asyncfd_result));
+	at = place(self->area, variant->header, 0, sizeof(hdr.ptr));
+	if (variant->header == ACROSS_HOLE)
+		memcpy(at, &hdr, sizeof(hdr.ptr));
+	else if (variant->header != AT_NULL && variant->header != IN_HOLE)
+		memcpy(at, &hdr, sizeof(hdr));
+	if (variant->header == READ_ONLY)
+		ASSERT_EQ(0, mprotect(self->area, page, PROT_READ));
+	if (variant->entries == READ_ONLY)
+		ASSERT_EQ(0, mprotect(self->area + page, page, PROT_READ));
+	self->urng = (struct asyncfd_uring *)at;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->good, RING_SIZE, 0));
+	self->vmpin = vmpin_kb();
+	self->free_fd = lowest_free_fd();
+}
+
+FIXTURE_TEARDOWN(bad_ring)
+{
+	asyncfd_ring_exit(&self->good);
+	munmap(self->area, 3 * getpagesize());
+}
+
+TEST_F(bad_ring, create_fails)
+{
+	EXPECT_EQ(-1, sys_asyncfd(-1, self->urng, 0));
+	EXPECT_EQ(variant->error, errno);
+	EXPECT_EQ(self->vmpin, vmpin_kb());
+	EXPECT_EQ(self->free_fd, lowest_free_fd());
+}
+
+TEST_F(bad_ring, swap_fails_and_keeps_ring)
+{
+	int fd = self->good.fd;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	EXPECT_EQ(-1, sys_asyncfd(fd, self->urng, 0));
+	EXPECT_EQ(variant->error, errno);
+	EXPECT_EQ(self->vmpin, vmpin_kb());
+	EXPECT_EQ(RING_SIZE, fdinfo_get(fd, "asyncfd-size"));
+	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(fd, "asyncfd-pinned-pages"));
+
+	post(_metadata, fd, "process", 1, 3, 3, 3);
+	expect_results(_metadata, &self->good, 1, 3);
+}
+
+TEST(vmpin_counts_pinned_pages)
+{
+	struct asyncfd_ring small, big;
+	long long base = vmpin_kb();
+
+	ASSERT_LE(0, base);
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, RING_SIZE, 0));
+	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(small.fd, "asyncfd-pinned-pages"));
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&big, 1024, 0));
+	EXPECT_EQ(ring_pages(1024), fdinfo_get(big.fd, "asyncfd-pinned-pages"));
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE) + ring_pages(1024)),
+		  vmpin_kb());
+
+	asyncfd_ring_exit(&small);
+	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_kb());
+	asyncfd_ring_exit(&big);
+	EXPECT_EQ(base, vmpin_kb());
+}
+
+TEST(vmpin_counts_header_across_pages)
+{
+	long page = getpagesize();
+	long long base = vmpin_kb();
+	struct asyncfd_uring *hdr;
+	char *area;
+	int fd;
+
+	area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, area);
+	/* ptr in page 0, the rest in page 1; the entries in page 2. */
+	hdr = (struct asyncfd_uring *)(area + page - sizeof(hdr->ptr));
+	hdr->ptr = (uintptr_t)(area + 2 * page);
+	hdr->size = RING_SIZE;
+
+	fd = sys_asyncfd(-1, hdr, 0);
+	ASSERT_GE(fd, 0);
+	EXPECT_EQ(3, fdinfo_get(fd, "asyncfd-pinned-pages"));
+	EXPECT_EQ(base + pages_kb(3), vmpin_kb());
+	close(fd);
+	EXPECT_EQ(base, vmpin_kb());
+	munmap(area, 3 * page);
+}
+
+TEST(vmpin_follows_swap)
+{
+	struct asyncfd_ring first, big, last;
+	long long base = vmpin_kb();
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&first, RING_SIZE, 0));
+	ASSERT_EQ(0, asyncfd_ring_map(&big, 1024));
+	ASSERT_EQ(0, asyncfd_ring_map(&last, RING_SIZE));
+
+	ASSERT_EQ(0, asyncfd_ring_swap(&first, &big));
+	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_kb());
+	EXPECT_EQ(ring_pages(1024), fdinfo_get(big.fd, "asyncfd-pinned-pages"));
+	ASSERT_EQ(0, asyncfd_ring_swap(&big, &last));
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	asyncfd_ring_exit(&last);
+	EXPECT_EQ(base, vmpin_kb());
+
+	asyncfd_ring_exit(&first);
+	asyncfd_ring_exit(&big);
+}
+
+TEST(cap_ipc_lock_ignores_memlock_limit)
+{
+	struct rlimit rl = { .rlim_cur = 0, .rlim_max = 0 };
+	struct asyncfd_ring ring;
+	long long base = vmpin_kb();
+
+	if (!have_cap(CAP_IPC_LOCK))
+		SKIP(return, "needs CAP_IPC_LOCK");
+	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &rl));
+	ASSERT_EQ(0, asyncfd_ring_setup(&ring, RING_SIZE, 0));
+	/* Not charged to the user, but still pinned by this process. */
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	asyncfd_ring_exit(&ring);
+}
+
+/* RLIMIT_MEMLOCK of 3 pages: one ring of 2 pages fits, two do not. */
+static void memlock_refuses_child(void)
+{
+	struct asyncfd_ring first, second, next;
+	long long vmpin;
+	int free_fd;
+
+	CHILD_CHECK(asyncfd_ring_setup(&first, RING_SIZE, 0) == 0);
+	vmpin = vmpin_kb();
+	free_fd = lowest_free_fd();
+
+	CHILD_CHECK(asyncfd_ring_setup(&second, RING_SIZE, 0) == -ENOMEM);
+	CHILD_CHECK(vmpin_kb() == vmpin);
+	CHILD_CHECK(lowest_free_fd() == free_fd);
+
+	/*
+	 * A swap charges the new ring before it gives the old one back.
+	 * @next has as many pages as @first; fdinfo tells them apart.
+	 */
+	CHILD_CHECK(asyncfd_ring_map(&next, 2 * RING_SIZE) == 0);
+	CHILD_CHECK(asyncfd_ring_swap(&first, &next) == -ENOMEM);
+	CHILD_CHECK(vmpin_kb() == vmpin);
+	CHILD_CHECK(fdinfo_get(first.fd, "asyncfd-size") == RING_SIZE);
+}
+
+TEST(memlock_limit_refuses_ring)
+{
+	if (geteuid())
+		SKIP(return, "needs root to become an unprivileged user");
+	EXPECT_EQ(0, run_unprivileged(memlock_refuses_child,
+				      ring_pages(RING_SIZE) + 1));
+}
+
+/* RLIMIT_MEMLOCK of 4 pages: room for exactly two rings of 2 pages. */
+static void memlock_released_child(void)
+{
+	struct asyncfd_ring a, b, c, next;
+	int i;
+
+	CHILD_CHECK(asyncfd_ring_setup(&a, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&b, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&c, RING_SIZE, 0) == -ENOMEM);
+
+	asyncfd_ring_exit(&b);
+	CHILD_CHECK(asyncfd_ring_setup(&c, RING_SIZE, 0) == 0);
+	asyncfd_ring_exit(&c);
+
+	/* Each swap needs the pages the one before gave back. */
+	for (i = 0; i < 3; i++) {
+		CHILD_CHECK(asyncfd_ring_map(&next, RING_SIZE) == 0);
+		CHILD_CHECK(asyncfd_ring_swap(&a, &next) == 0);
+		asyncfd_ring_unmap(&a);
+		a = next;
+	}
+
+	CHILD_CHECK(asyncfd_ring_setup(&b, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&c, RING_SIZE, 0) == -ENOMEM);
+}
+
+TEST(memlock_released_on_close_and_swap)
+{
+	if (geteuid())
+		SKIP(return, "needs root to become an unprivileged user");
+	EXPECT_EQ(0, run_unprivileged(memlock_released_child,
+				      2 * ring_pages(RING_SIZE)));
+}
+
+/* An asyncfd on a RING_SIZE ring, and the test producer to post into it. */
+FIXTURE(producer) {
+	struct asyncfd_ring ring;
+};
+
+FIXTURE_SETUP(producer)
+{
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, RING_SIZE, 0));
+}
+
+FIXTURE_TEARDOWN(producer)
+{
+	asyncfd_ring_exit(&self->ring);
+}
+
+TEST_F(producer, poll_reports_pending_results)
+{
+	struct pollfd pfd = {
+		.fd = self->ring.fd,
+		.events = POLLIN | POLLRDNORM | POLLOUT | POLLPRI,
+	};
+	struct asyncfd_result res;
+
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+	post(_metadata, self->ring.fd, "process", 1, 3, 3, 3);
+	ASSERT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(POLLIN | POLLRDNORM, pfd.revents);
+
+	/* Ready until the last result is consumed. */
+	ASSERT_EQ(1, asyncfd_reap(&self->ring, &res, 1));
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	expect_results(_metadata, &self->ring, 2, 2);
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+}
+
+TEST_F(producer, select_reports_pending_results)
+{
+	struct timeval zero = {};
+	int fd = self->ring.fd;
+	fd_set rfds;
+
+	FD_ZERO(&rfds);
+	FD_SET(fd, &rfds);
+	EXPECT_EQ(0, select(fd + 1, &rfds, NULL, NULL, &zero));
+
+	post(_metadata, fd, "softirq", 1, 2, 1, 2);
+	FD_ZERO(&rfds);
+	FD_SET(fd, &rfds);
+	EXPECT_EQ(1, select(fd + 1, &rfds, NULL, NULL, &zero));
+	EXPECT_TRUE(FD_ISSET(fd, &rfds));
+
+	expect_results(_metadata, &self->ring, 1, 2);
+	FD_ZERO(&rfds);
+	FD_SET(fd, &rfds);
+	EXPECT_EQ(0, select(fd + 1, &rfds, NULL, NULL, &zero));
+}
+
+TEST_F(producer, epoll_level_triggered)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ASSERT_GE(ep, 0);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->ring.fd, &ev));
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
+	post(_metadata, self->ring.fd, "workqueue", 1, 4, 2, 4);
+	ASSERT_EQ(1, epoll_wait(ep, &ev, 1, 0));
+	EXPECT_EQ(EPOLLIN, ev.events);
+	/* Level-triggered: still there until consumed. */
+	EXPECT_EQ(1, epoll_wait(ep, &ev, 1, 0));
+
+	expect_results(_metadata, &self->ring, 1, 4);
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+	close(ep);
+}
+
+TEST_F(producer, epoll_edge_triggered_once_per_post)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	int fd = self->ring.fd;
+
+	ASSERT_GE(ep, 0);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
+	post(_metadata, fd, "hardirq", 1, 2, 1, 2);
+	EXPECT_EQ(1, epoll_wait(ep, &ev, 1, 0));
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
+	/* A new post is a new edge, even with results still pending. */
+	post(_metadata, fd, "hardirq", 3, 2, 2, 2);
+	EXPECT_EQ(1, epoll_wait(ep, &ev, 1, 0));
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
+	/* Consuming is no edge. */
+	expect_results(_metadata, &self->ring, 1, 4);
+	EXPECT_EQ(0, epoll_wait(ep, &ev, 1, 0));
+
+	post(_metadata, fd, "hardirq", 5, 1, 1, 1);
+	EXPECT_EQ(1, epoll_wait(ep, &ev, 1, 0));
+	close(ep);
+}
+
+struct waiter {
+	int fd;
+	pid_t tid;
+	int ret;
+	short revents;
+};
+
+static void *waiter_run(void *arg)
+{
+	struct waiter *w = arg;
+	struct pollfd pfd = { .fd = w->fd, .events = POLLIN };
+
+	__atomic_store_n(&w->tid, syscall(SYS_gettid), __ATOMIC_RELEASE);
+	w->ret = poll(&pfd, 1, 10000);
+	w->revents = pfd.revents;
+	return NULL;
+}
+
+/* Whether thread @tid is asleep, which a waiter only does in poll(). */
+static bool thread_sleeping(pid_t tid)
+{
+	char path[64], buf[256], *state;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	state = strrchr(buf, ')');
+	return state && state[1] == ' ' && state[2] == 'S';
+}
+
+TEST_F(producer, poll_wakes_blocked_waiter)
+{
+	struct waiter w = { .fd = self->ring.fd };
+	long long deadline = now_ms() + 5000;
+	pthread_t thread;
+	pid_t tid;
+
+	ASSERT_EQ(0, pthread_create(&thread, NULL, waiter_run, &w));
+	while (!(tid = __atomic_load_n(&w.tid, __ATOMIC_ACQUIRE)) ||
+	       !thread_sleeping(tid)) {
+		ASSERT_LT(now_ms(), deadline);
+		usleep(1000);
+	}
+
+	post(_metadata, self->ring.fd, "hardirq", 1, 1, 1, 1);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	EXPECT_EQ(1, w.ret);
+	EXPECT_EQ(POLLIN, w.revents);
+	expect_results(_metadata, &self->ring, 1, 1);
+}
+
+TEST_F(producer, full_ring_keeps_one_slot_free)
+{
+	int fd = self->ring.fd;
+
+	post(_metadata, fd, "process", 1, RING_SIZE, RING_SIZE, RING_SIZE - 1);
+	EXPECT_EQ(1, self->ring.hdr->overflow);
+	EXPECT_EQ(1, fdinfo_get(fd, "asyncfd-overflow"));
+	EXPECT_EQ(RING_SIZE - 1, asyncfd_ring_ready(&self->ring));
+	expect_results(_metadata, &self->ring, 1, RING_SIZE - 1);
+
+	/* Consumed slots are free again. */
+	post(_metadata, fd, "process", 100, RING_SIZE - 1, 3, RING_SIZE - 1);
+	expect_results(_metadata, &self->ring, 100, RING_SIZE - 1);
+	EXPECT_EQ(1, self->ring.hdr->overflow);
+}
+
+TEST_F(producer, overflow_counts_every_refused_result)
+{
+	int fd = self->ring.fd;
+
+	post(_metadata, fd, "process", 1, 20, 3, RING_SIZE - 1);
+	EXPECT_EQ(20 - (RING_SIZE - 1), self->ring.hdr->overflow);
+	post(_metadata, fd, "softirq", 100, 5, 2, 0);
+	EXPECT_EQ(25 - (RING_SIZE - 1), self->ring.hdr->overflow);
+	EXPECT_EQ(25 - (RING_SIZE - 1), fdinfo_get(fd, "asyncfd-overflow"));
+	expect_results(_metadata, &self->ring, 1, RING_SIZE - 1);
+}
+
+TEST_F(producer, busy_slot_is_not_overwritten)
+{
+	struct asyncfd_ring *ring = &self->ring;
+
+	/* A slot whose cookie the consumer has not cleared yet. */
+	ring->entries[0].cookie = 42;
+	ring->entries[0].obj = 43;
+	post(_metadata, ring->fd, "process", 1, 1, 1, 0);
+	EXPECT_EQ(1, ring->hdr->overflow);
+	EXPECT_EQ(0, ring->hdr->ikernel);
+	EXPECT_EQ(42, ring->entries[0].cookie);
+	EXPECT_EQ(43, ring->entries[0].obj);
+	EXPECT_FALSE(poll_ready(ring->fd));
+
+	ring->entries[0].cookie = 0;
+	post(_metadata, ring->fd, "process", 1, 1, 1, 1);
+	expect_results(_metadata, ring, 1, 1);
+}
+
+TEST_F(producer, results_wrap_around_in_order)
+{
+	unsigned int round;
+
+	for (round = 0; round < 5; round++) {
+		post(_metadata, self->ring.fd, "process", 1 + 10 * round, 5, 2, 5);
+		EXPECT_EQ(5 * (round + 1) % RING_SIZE, self->ring.hdr->ikernel);
+		expect_results(_metadata, &self->ring, 1 + 10 * round, 5);
+	}
+}
+
+TEST_F(producer, fdinfo_tracks_ring_state)
+{
+	struct asyncfd_result res;
+	int fd = self->ring.fd;
+
+	post(_metadata, fd, "process", 1, 3, 3, 3);
+	ASSERT_EQ(1, asyncfd_reap(&self->ring, &res, 1));
+	EXPECT_EQ(RING_SIZE, fdinfo_get(fd, "asyncfd-size"));
+	EXPECT_EQ(3, fdinfo_get(fd, "asyncfd-tail"));
+	EXPECT_EQ(1, fdinfo_get(fd, "asyncfd-iuser"));
+	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-overflow"));
+	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(fd, "asyncfd-pinned-pages"));
+
+	/* Slots 3..7 are free, and slot 0 must stay empty: 5 fit. */
+	post(_metadata, fd, "process", 10, 6, 6, 5);
+	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-tail"));
+	EXPECT_EQ(1, fdinfo_get(fd, "asyncfd-iuser"));
+	EXPECT_EQ(1, fdinfo_get(fd, "asyncfd-overflow"));
+}
+
+TEST(ring_starts_at_registered_index)
+{
+	struct asyncfd_ring ring;
+	int i;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	ASSERT_EQ(0, asyncfd_ring_map(&ring, RING_SIZE));
+	ring.hdr->ikernel = 5;
+	ring.hdr->iuser = 5;
+	ring.fd = sys_asyncfd(-1, ring.hdr, 0);
+	ASSERT_GE(ring.fd, 0);
+	EXPECT_EQ(5, fdinfo_get(ring.fd, "asyncfd-tail"));
+
+	post(_metadata, ring.fd, "process", 1, 4, 4, 4);
+	EXPECT_EQ(1, ring.hdr->ikernel);
+	EXPECT_EQ(1, ring.entries[5].cookie);
+	EXPECT_EQ(4, ring.entries[0].cookie);
+	for (i = 1; i < 5; i++)
+		EXPECT_EQ(0, ring.entries[i].cookie);
+	expect_results(_metadata, &ring, 1, 4);
+	asyncfd_ring_exit(&ring);
+}
+
+TEST_F(producer, swap_keeps_pending_results)
+{
+	long long vmpin = vmpin_kb();
+	struct asyncfd_ring next;
+	int fd = self->ring.fd;
+
+	post(_metadata, fd, "process", 1, 5, 5, 5);
+
+	/* Start near the end, so that the new ring wraps too. */
+	ASSERT_EQ(0, asyncfd_ring_map(&next, 512));
+	next.hdr->ikernel = 508;
+	next.hdr->iuser = 508;
+	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &next));
+	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)) + pages_kb(ring_pages(512)),
+		  vmpin_kb());
+	/* Readiness is about the new ring only. */
+	EXPECT_FALSE(poll_ready(fd));
+
+	post(_metadata, fd, "hardirq", 100, 10, 4, 10);
+	EXPECT_EQ(5, asyncfd_ring_ready(&self->ring));
+	expect_results(_metadata, &self->ring, 1, 5);
+	expect_results(_metadata, &next, 100, 10);
+
+	EXPECT_EQ(512, fdinfo_get(fd, "asyncfd-size"));
+	EXPECT_EQ(6, fdinfo_get(fd, "asyncfd-tail"));
+	EXPECT_EQ(6, fdinfo_get(fd, "asyncfd-iuser"));
+	EXPECT_EQ(ring_pages(512), fdinfo_get(fd, "asyncfd-pinned-pages"));
+	asyncfd_ring_exit(&next);
+}
+
+TEST_F(producer, munmapped_ring_keeps_working_until_swap)
+{
+	long long vmpin = vmpin_kb();
+	struct asyncfd_ring next;
+	int fd = self->ring.fd;
+
+	asyncfd_ring_unmap(&self->ring);
+	post(_metadata, fd, "process", 1, 3, 3, 3);
+	EXPECT_TRUE(poll_ready(fd));
+	EXPECT_EQ(3, fdinfo_get(fd, "asyncfd-tail"));
+	/* Nobody consumes from the pinned pages, so they fill up. */
+	post(_metadata, fd, "hardirq", 10, 10, 3, RING_SIZE - 1 - 3);
+	EXPECT_EQ(10 - (RING_SIZE - 1 - 3), fdinfo_get(fd, "asyncfd-overflow"));
+	EXPECT_EQ(vmpin, vmpin_kb());
+
+	ASSERT_EQ(0, asyncfd_ring_map(&next, 1024));
+	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &next));
+	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)) + pages_kb(ring_pages(1024)),
+		  vmpin_kb());
+	EXPECT_FALSE(poll_ready(fd));
+	post(_metadata, fd, "process", 100, 2, 2, 2);
+	expect_results(_metadata, &next, 100, 2);
+	asyncfd_ring_exit(&next);
+}
+
+TEST_F(producer, ring_stays_registered_until_last_close)
+{
+	long long vmpin = vmpin_kb();
+	int fd = self->ring.fd, dupfd;
+
+	dupfd = dup(fd);
+	ASSERT_GE(dupfd, 0);
+	ASSERT_EQ(0, close(fd));
+	self->ring.fd = -1;
+
+	post(_metadata, dupfd, "process", 1, 3, 3, 3);
+	expect_results(_metadata, &self->ring, 1, 3);
+	EXPECT_EQ(vmpin, vmpin_kb());
+
+	ASSERT_EQ(0, close(dupfd));
+	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+}
+
+TEST_F(producer, post_to_closed_fd_fails_ebadf)
+{
+	int tp = test_producer_open(), fd = self->ring.fd;
+	struct post_result pr;
+
+	/* Opened first, so that the handle does not take the closed number. */
+	ASSERT_LE(0, tp);
+	asyncfd_ring_exit(&self->ring);
+	EXPECT_EQ(-EBADF, test_producer_send(tp, fd, "process", 1, 1, 1, &pr));
+	close(tp);
+}
+
+TEST_F(producer, post_to_other_file_fails_einval)
+{
+	struct post_result pr;
+	int pipefd[2];
+
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
+	EXPECT_EQ(-EINVAL, test_producer_post(pipefd[0], "process", 1, 1, 1, &pr));
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+TEST_F(producer, fork_child_posts_into_parent_ring)
+{
+	struct asyncfd_ring *ring = &self->ring;
+	long long vmpin = vmpin_kb();
+	pid_t pid;
+
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct post_result pr;
+
+		CHILD_CHECK(test_producer_post(ring->fd, "process", 1, 4, 4, &pr) == 0);
+		CHILD_CHECK(pr.stored == 4);
+		/*
+		 * The pages stay pinned by, and charged to, the parent; our
+		 * copy of the ring, made at fork, never sees a result.
+		 */
+		CHILD_CHECK(vmpin_kb() == 0);
+		CHILD_CHECK(asyncfd_ring_ready(ring) == 0);
+		CHILD_CHECK(ring->entries[0].cookie == 0);
+		_exit(0);
+	}
+	ASSERT_EQ(0, wait_child(pid));
+	EXPECT_EQ(vmpin, vmpin_kb());
+	expect_results(_metadata, ring, 1, 4);
+}
+
+TEST(scm_rights_receiver_posts_into_sender_ring)
+{
+	struct asyncfd_ring ring;
+	long long vmpin;
+	int sv[2];
+	pid_t pid;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	/* A stream socket, so that the child sees EOF if we fail early. */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	/* Fork first: the child gets the asyncfd only through the socket. */
+	pid = fork();
+	ASSERT_GE(pid, 0);
+	if (pid == 0) {
+		struct post_result pr;
+		int fd;
+
+		close(sv[0]);
+		fd = recv_fd(sv[1]);
+		CHILD_CHECK(fd >= 0);
+		CHILD_CHECK(is_asyncfd(fd));
+		CHILD_CHECK(test_producer_post(fd, "softirq", 1, 6, 2, &pr) == 0);
+		CHILD_CHECK(pr.stored == 6);
+		_exit(0);
+	}
+	close(sv[1]);
+
+	vmpin = vmpin_kb();
+	ASSERT_EQ(0, asyncfd_ring_setup(&ring, RING_SIZE, 0));
+	ASSERT_EQ(0, send_fd(sv[0], ring.fd));
+	/* From now on only the child's descriptor keeps the ring registered. */
+	close(ring.fd);
+	ring.fd = -1;
+
+	ASSERT_EQ(0, wait_child(pid));
+	/* The child's exit released the ring; what it stored is ours. */
+	EXPECT_EQ(vmpin, vmpin_kb());
+	expect_results(_metadata, &ring, 1, 6);
+	asyncfd_ring_exit(&ring);
+	close(sv[0]);
+}
+
+#define RACE_COUNT	1000
+
+struct poster {
+	int tp;		/* opened before the race, see test_producer_post() */
+	int fd;
+	const char *context;
+	struct post_result result;
+	int ret;
+	bool done;
+};
+
+static void *poster_run(void *arg)
+{
+	struct poster *p = arg;
+
+	p->ret = test_producer_send(p->tp, p->fd, p->context, 1, RACE_COUNT, 1,
+				    &p->result);
+	__atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+TEST(close_during_post_loses_nothing)
+{
+	long long base = vmpin_kb();
+	unsigned int i, raced = 0;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	for (i = 0; i < 3 * ARRAY_SIZE(contexts); i++) {
+		struct poster p = { .context = contexts[i % ARRAY_SIZE(contexts)] };
+		long long deadline = now_ms() + 5000;
+		struct asyncfd_ring ring;
+		pthread_t thread;
+
+		/* Room for every result: only the close can refuse any. */
+		ASSERT_EQ(0, asyncfd_ring_setup(&ring, RACE_COUNT + 1, 0));
+		p.fd = ring.fd;
+		p.tp = test_producer_open();
+		ASSERT_LE(0, p.tp);
+		ASSERT_EQ(0, pthread_create(&thread, NULL, poster_run, &p));
+
+		/* Close once the post is under way. */
+		while (!__atomic_load_n(&ring.hdr->ikernel, __ATOMIC_ACQUIRE) &&
+		       !__atomic_load_n(&p.done, __ATOMIC_ACQUIRE)) {
+			ASSERT_LT(now_ms(), deadline);
+			sched_yield();
+		}
+		ASSERT_EQ(0, close(ring.fd));
+		ring.fd = -1;
+		ASSERT_EQ(0, pthread_join(thread, NULL));
+		close(p.tp);
+
+		ASSERT_EQ(0, p.ret);
+		EXPECT_EQ(RACE_COUNT, p.result.stored + p.result.refused);
+		if (p.result.error) {
+			EXPECT_EQ(-EBADFD, p.result.error);
+			raced++;
+		} else {
+			EXPECT_EQ(0, p.result.refused);
+		}
+		/* The ring is ours again, with exactly what was stored. */
+		expect_results(_metadata, &ring, 1, p.result.stored);
+		EXPECT_EQ(base, vmpin_settled(base));
+		asyncfd_ring_exit(&ring);
+	}
+	TH_LOG("%u of %zu posts were cut short by the close",
+	       raced, 3 * ARRAY_SIZE(contexts));
+}
+
+/* A ring big enough for every round, so that nothing is refused. */
+FIXTURE(context) {
+	struct asyncfd_ring ring;
+};
+
+FIXTURE_VARIANT(context) {
+	const char *name;
+	long res;		/* context bits the producer must report */
+};
+
+FIXTURE_VARIANT_ADD(context, process) {
+	.name = "process", .res = TEST_PRODUCER_IN_TASK,
+};
+
+FIXTURE_VARIANT_ADD(context, kthread) {
+	.name = "kthread", .res = TEST_PRODUCER_IN_TASK,
+};
+
+FIXTURE_VARIANT_ADD(context, workqueue) {
+	.name = "workqueue", .res = TEST_PRODUCER_IN_TASK,
+};
+
+FIXTURE_VARIANT_ADD(context, softirq) {
+	.name = "softirq", .res = TEST_PRODUCER_IN_SOFTIRQ,
+};
+
+FIXTURE_VARIANT_ADD(context, hardirq) {
+	.name = "hardirq", .res = TEST_PRODUCER_IN_HARDIRQ,
+};
+
+#define CONTEXT_RING	256
+#define CONTEXT_COUNT	200
+
+FIXTURE_SETUP(context)
+{
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, CONTEXT_RING, 0));
+}
+
+FIXTURE_TEARDOWN(context)
+{
+	asyncfd_ring_exit(&self->ring);
+}
+
+TEST_F(context, results_arrive_in_order_once)
+{
+	struct asyncfd_result res[CONTEXT_COUNT + 1];
+	int ncpus = get_nprocs_conf();
+	unsigned int round, i;
+
+	/* Three rounds through a ring of 256: the indices wrap twice. */
+	for (round = 0; round < 3; round++) {
+		uint64_t cookie = 1 + round * CONTEXT_COUNT;
+
+		post(_metadata, self->ring.fd, variant->name, cookie,
+		     CONTEXT_COUNT, 7, CONTEXT_COUNT);
+		ASSERT_EQ(CONTEXT_COUNT, reap_all(&self->ring, res, CONTEXT_COUNT + 1));
+		for (i = 0; i < CONTEXT_COUNT; i++) {
+			ASSERT_EQ(cookie + i, res[i].cookie);
+			ASSERT_EQ(i, res[i].obj);
+			ASSERT_EQ(variant->res, res[i].res);
+			ASSERT_LE(0, res[i].res2);
+			ASSERT_GT(ncpus, res[i].res2);
+		}
+	}
+	EXPECT_EQ(0, self->ring.hdr->overflow);
+}
+
+TEST_F(context, full_ring_counts_overflow)
+{
+	int fd = self->ring.fd;
+
+	post(_metadata, fd, variant->name, 1, CONTEXT_RING + 44, 16, CONTEXT_RING - 1);
+	EXPECT_EQ(45, self->ring.hdr->overflow);
+	EXPECT_EQ(45, fdinfo_get(fd, "asyncfd-overflow"));
+	expect_results(_metadata, &self->ring, 1, CONTEXT_RING - 1);
+}
+
+#define STRESS_POSTS	40
+#define STRESS_COUNT	25
+#define STRESS_BATCH	4
+
+struct stress_producer {
+	const char *context;
+	int fd;
+	uint64_t cookie;	/* post i starts at cookie + i * STRESS_COUNT */
+	unsigned int stored;
+	unsigned int refused;
+	int ret;
+	bool done;
+};
+
+static void *stress_run(void *arg)
+{
+	struct stress_producer *p = arg;
+	struct post_result pr;
+	int tp, i;
+
+	tp = test_producer_open();
+	p->ret = tp < 0 ? tp : 0;
+	for (i = 0; i < STRESS_POSTS && !p->ret; i++) {
+		p->ret = test_producer_send(tp, p->fd, p->context,
+					    p->cookie + i * STRESS_COUNT,
+					    STRESS_COUNT, STRESS_BATCH, &pr);
+		if (!p->ret) {
+			p->stored += pr.stored;
+			p->refused += pr.refused;
+			p->ret = pr.error;
+		}
+		/* Let the consumer drain, so that the ring is not always full. */
+		usleep(1000);
+	}
+	if (tp >= 0)
+		close(tp);
+	__atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* One producer per context, all at once, while we consume. */
+FIXTURE(stress) {
+	struct asyncfd_ring ring;
+	struct stress_producer producers[ARRAY_SIZE(contexts)];
+	pthread_t threads[ARRAY_SIZE(contexts)];
+};
+
+FIXTURE_VARIANT(stress) {
+	unsigned int size;
+};
+
+/* Mostly full: exercises refusing, and the cookie and iuser checks. */
+FIXTURE_VARIANT_ADD(stress, tiny_ring) {
+	.size = RING_SIZE,
+};
+
+/* Never full: everything must arrive. */
+FIXTURE_VARIANT_ADD(stress, roomy_ring) {
+	.size = ARRAY_SIZE(contexts) * STRESS_POSTS * STRESS_COUNT + 1,
+};
+
+FIXTURE_SETUP(stress)
+{
+	unsigned int i;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, variant->size, 0));
+	for (i = 0; i < ARRAY_SIZE(contexts); i++) {
+		self->producers[i].context = contexts[i];
+		self->producers[i].fd = self->ring.fd;
+		self->producers[i].cookie = (uint64_t)(i + 1) << 32;
+	}
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+	asyncfd_ring_exit(&self->ring);
+}
+
+static bool all_done(const struct stress_producer *producers)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(contexts); i++)
+		if (!__atomic_load_n(&producers[i].done, __ATOMIC_ACQUIRE))
+			return false;
+	return true;
+}
+
+TEST_F_TIMEOUT(stress, every_result_stored_once_or_counted, 120)
+{
+	unsigned int seen[ARRAY_SIZE(contexts)] = {};
+	uint64_t next[ARRAY_SIZE(contexts)] = {};
+	long long deadline = now_ms() + 100000;
+	struct pollfd pfd = { .fd = self->ring.fd, .events = POLLIN };
+	struct asyncfd_result res[64];
+	unsigned int i, n, refused = 0;
+	bool done = false;
+
+	for (i = 0; i < ARRAY_SIZE(contexts); i++)
+		ASSERT_EQ(0, pthread_create(&self->threads[i], NULL, stress_run,
+					    &self->producers[i]));
+
+	while (!done) {
+		/* Read before reaping: once all are done, all is published. */
+		done = all_done(self->producers);
+		poll(&pfd, 1, done ? 0 : 100);
+		while ((n = asyncfd_reap(&self->ring, res, ARRAY_SIZE(res)))) {
+			for (i = 0; i < n; i++) {
+				uint64_t p = (res[i].cookie >> 32) - 1;
+				uint64_t off = res[i].cookie & 0xffffffff;
+
+				ASSERT_GT(ARRAY_SIZE(contexts), p);
+				/* In order per producer, so never twice. */
+				ASSERT_LE(next[p], off);
+				ASSERT_EQ(off % STRESS_COUNT, res[i].obj);
+				next[p] = off + 1;
+				seen[p]++;
+			}
+		}
+		ASSERT_LT(now_ms(), deadline);
+	}
+
+	for (i = 0; i < ARRAY_SIZE(contexts); i++) {
+		struct stress_producer *p = &self->producers[i];
+
+		ASSERT_EQ(0, pthread_join(self->threads[i], NULL));
+		TH_LOG("%s: stored %u refused %u", p->context, p->stored, p->refused);
+		EXPECT_EQ(0, p->ret);
+		EXPECT_EQ(STRESS_POSTS * STRESS_COUNT, p->stored + p->refused);
+		EXPECT_EQ(p->stored, seen[i]);
+		refused += p->refused;
+	}
+	EXPECT_EQ(refused, self->ring.hdr->overflow);
+	EXPECT_EQ(refused, fdinfo_get(self->ring.fd, "asyncfd-overflow"));
+	if (variant->size > ARRAY_SIZE(contexts) * STRESS_POSTS * STRESS_COUNT)
+		EXPECT_EQ(0, refused);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc == 4 && !strcmp(argv[1], EXEC_CHECK_ARG))
+		return exec_check(argv);
+
+	/* Supported kernels fault on the NULL ring; others lack the call. */
+	if (sys_asyncfd(-1, NULL, 0) < 0 && errno == ENOSYS) {
+		ksft_print_header();
+		ksft_exit_skip("asyncfd() not supported\n");
+	}
+	return test_harness_run(argc, argv);
+}
