@@ -24,7 +24,8 @@ SELFTESTS=$TREE/tools/testing/selftests/asyncfd
 
 # The cache lives outside the clone; paths are hashed relative to the
 # clone, so a fresh clone elsewhere (as CI makes) still hits.
-export CCACHE_DIR=${CCACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/asyncfd-ccache}
+CACHE_HOME=${XDG_CACHE_HOME:-${HOME:-/root}/.cache}
+export CCACHE_DIR=${CCACHE_DIR:-$CACHE_HOME/asyncfd-ccache}
 export CCACHE_BASEDIR=$ROOT CCACHE_NOHASHDIR=1
 export KBUILD_BUILD_TIMESTAMP='Wed Jan  1 00:00:00 UTC 2025'
 export KBUILD_BUILD_USER=asyncfd KBUILD_BUILD_HOST=harness
