@@ -36,8 +36,9 @@ check: lint userspace
 shell: userspace
 	@harness/boot shell
 
-# Placeholder: later issues add checkpatch and sparse here.
-lint:
+# checkpatch, kernel-doc, sparse and W=1 on what the series adds.
+lint: config
+	@$(STAGE) lint
 
 # Keep the unpacked source and the tree; drop what is built from them.
 clean:
