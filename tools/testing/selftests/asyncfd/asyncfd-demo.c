@@ -1,73 +1,44 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * asyncfd-demo: an application consuming results through asyncfd.
+ * asyncfd-demo: kernel AIO completions delivered through asyncfd.
  *
- * A thread stands in for a device: through the test producer
- * (CONFIG_TEST_ASYNCFD) it has the kernel post results from hard
- * interrupt context, as a completion interrupt would.  The main thread
- * is the application: it sleeps in epoll_wait() and, when woken, takes
- * the results straight out of the ring in its own memory, with no
- * system call per result.
+ * The application reads a null_blk device with O_DIRECT, keeping
+ * requests in flight with io_submit().  Each iocb carries
+ * IOCB_FLAG_ASYNCFD, so its completion, which null_blk signals from a
+ * timer in hard interrupt context, is stored straight into a ring in
+ * the application's memory.  The application sleeps in epoll_wait() and
+ * takes completions out of the ring without a system call each, and
+ * never calls io_getevents() while the ring has room.
  *
- * Exit status: 0 if every result arrived exactly once, 1 if not, 2 if
+ * A second run gives the ring fewer entries than there are requests in
+ * flight: the completions it refuses go to the aio ring as before, the
+ * ring's overflow counter says how many, and io_getevents() collects
+ * them.  Nothing is lost either way.
+ *
+ * Exit status: 0 if every request completed exactly once, 1 if not, 2 if
  * the demo cannot run on this kernel.
  */
 
 #define _GNU_SOURCE
 #include <errno.h>
-#include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
-#include "asyncfd_ring.h"
-#include "test_producer.h"
+#include "kaio.h"
 
-#define RING_ENTRIES	256	/* room for every result: none is refused */
-#define POSTS		4
-#define PER_POST	50
-#define BATCH		10	/* results per simulated interrupt */
-#define TOTAL		(POSTS * PER_POST)
-#define FIRST_COOKIE	1
-#define TIMEOUT_MS	5000
+#define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
+#define REQUESTS	4096
+#define DEPTH		32
+#define COMPLETION_NS	10000
 
-struct device {
-	int fd;
-	unsigned int stored;
-	unsigned int refused;
-	int error;
-};
-
-static void *device_run(void *arg)
-{
-	struct device *dev = arg;
-	struct post_result pr;
-	int i;
-
-	for (i = 0; i < POSTS && !dev->error; i++) {
-		dev->error = test_producer_post(dev->fd, "hardirq",
-						FIRST_COOKIE + i * PER_POST,
-						PER_POST, BATCH, &pr);
-		if (!dev->error) {
-			dev->stored += pr.stored;
-			dev->refused += pr.refused;
-			dev->error = pr.error;
-		}
-		/* Give the application time to sleep again. */
-		usleep(20000);
-	}
-	return NULL;
-}
-
-/* What the producer reports in res: where the result was posted from. */
-static const char * const context_names[] = {
-	[TEST_PRODUCER_IN_HARDIRQ]	= "hardirq",
-	[TEST_PRODUCER_IN_SOFTIRQ]	= "softirq",
-	[TEST_PRODUCER_IN_TASK]		= "task",
-	[TEST_PRODUCER_IN_TASK + 1]	= "unknown",
+struct demo_run {
+	const char *title;
+	unsigned int ring_entries;
+	unsigned int requests;
+	unsigned int depth;
 };
 
 static void print_fdinfo(int fd)
@@ -79,121 +50,109 @@ static void print_fdinfo(int fd)
 	f = fopen(path, "re");
 	if (!f)
 		return;
-	printf("\nthe kernel's view, from %s:\n", path);
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, "asyncfd-", 8))
-			printf("  %s", line);
+	printf("  kernel's view (%s):", path);
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "asyncfd-", 8))
+			continue;
+		line[strcspn(line, "\n")] = '\0';
+		printf(" %s", line + 8);
+	}
+	printf("\n");
 	fclose(f);
+}
+
+/* One run; true if every request completed exactly once. */
+static bool demo(const struct demo_run *d, aio_context_t aio, int fd)
+{
+	struct asyncfd_ring ring;
+	struct kaio_run *run;
+	unsigned int syscalls, missing;
+	double start, secs;
+	bool ok;
+	int ret;
+
+	run = malloc(sizeof(*run));
+	ret = asyncfd_ring_setup(&ring, d->ring_entries, ASYNCFD_CLOEXEC);
+	if (!run || ret || kaio_run_init(run, aio, fd, &ring, d->depth,
+					 d->requests)) {
+		fprintf(stderr, "setup failed: %s\n", strerror(ret ? -ret : ENOMEM));
+		return false;
+	}
+	run->use_getevents = true;
+
+	printf("\n%s\n", d->title);
+	printf("  %u reads of %d bytes, %u in flight, ring of %u entries\n",
+	       d->requests, KAIO_BLOCK, d->depth, d->ring_entries);
+	start = nullb_now();
+	ret = kaio_run(run);
+	secs = nullb_now() - start;
+	if (ret)
+		printf("  %s failed: %s\n", run->failed, strerror(run->error));
+
+	missing = kaio_run_missing(run);
+	syscalls = run->submit_calls + run->epoll_calls + run->getevents_calls;
+	printf("  completed      %u in %.2f s (guest time)\n", run->completed,
+	       secs);
+	printf("  via the ring   %u, taken from memory, no system call each\n",
+	       run->via_ring);
+	printf("  via io_getevents %u, the ring's overflow counter says %u\n",
+	       run->via_getevents, ring.hdr->overflow);
+	printf("  system calls   %u io_submit + %u epoll_wait + %u io_getevents = %.3f per read\n",
+	       run->submit_calls, run->epoll_calls, run->getevents_calls,
+	       (double)syscalls / d->requests);
+	printf("  checks         %u missing, %u duplicated, %u wrong (cookie, iocb or length)\n",
+	       missing, run->duplicates, run->bad);
+	print_fdinfo(ring.fd);
+
+	ok = !ret && !missing && !run->duplicates && !run->bad &&
+	     run->via_getevents == ring.hdr->overflow;
+	kaio_run_exit(run);
+	free(run);
+	asyncfd_ring_exit(&ring);
+	return ok;
 }
 
 int main(void)
 {
-	unsigned int received = 0, wakeups = 0, misordered = 0;
-	unsigned int contexts[TEST_PRODUCER_IN_TASK + 2] = {};
-	uint64_t next_cookie = FIRST_COOKIE;
-	struct epoll_event ev = { .events = EPOLLIN };
-	struct device dev = {};
-	struct asyncfd_ring ring;
-	uint64_t cpus = 0;
-	pthread_t thread;
-	int ep, ret, i;
-	bool ok;
+	static const struct demo_run runs[] = {
+		{ "1. the ring has room for every completion", 256, REQUESTS,
+		  DEPTH },
+		{ "2. a ring of 8 for 32 in flight: refused ones go to io_getevents",
+		  8, REQUESTS / 4, DEPTH },
+	};
+	struct nullb nb = {};
+	aio_context_t aio;
+	bool ok = true;
+	unsigned int i;
+	int fd;
 
-	if (!test_producer_available()) {
-		fprintf(stderr, "%s missing: needs CONFIG_TEST_ASYNCFD=y and debugfs\n",
-			TEST_PRODUCER_PATH);
+	fd = nullb_open(&nb, "asyncfd_demo", 2, COMPLETION_NS);
+	if (fd < 0) {
+		fprintf(stderr, "null_blk via %s: %s\n", NULLB_CONFIGFS,
+			strerror(-fd));
 		return 2;
 	}
-	ret = asyncfd_ring_setup(&ring, RING_ENTRIES, ASYNCFD_CLOEXEC);
-	if (ret) {
-		fprintf(stderr, "asyncfd(): %s\n", strerror(-ret));
-		return 2;
-	}
-	ep = epoll_create1(EPOLL_CLOEXEC);
-	if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, ring.fd, &ev)) {
-		perror("epoll");
+	if (sys_io_setup(2 * DEPTH, &aio)) {
+		perror("io_setup");
+		nullb_destroy(&nb);
 		return 2;
 	}
 
-	printf("asyncfd demo: kernel results delivered into a ring in our memory\n\n");
-	printf("  ring       %u entries, asyncfd %d, watched by epoll\n",
-	       RING_ENTRIES, ring.fd);
-	printf("  device     a thread has the kernel post %u results from hardirq context,\n"
-	       "             %u posts of %u, %u results per interrupt\n",
-	       TOTAL, POSTS, PER_POST, BATCH);
-	printf("  app        sleeps in epoll_wait(), then reads the ring directly\n\n");
+	printf("asyncfd demo: kernel AIO completions delivered into a ring in our memory\n\n");
+	printf("  device   %s, null_blk irqmode=2: each read completes from a\n"
+	       "           timer interrupt %d us later, in hard interrupt context\n",
+	       nb.path, COMPLETION_NS / 1000);
+	printf("  submit   io_submit() of O_DIRECT reads with IOCB_FLAG_ASYNCFD;\n"
+	       "           aio_data is the cookie, and the ring gives back the iocb\n");
+	printf("  wait     epoll_wait() on the asyncfd, then reap the ring\n");
 
-	dev.fd = ring.fd;
-	if (pthread_create(&thread, NULL, device_run, &dev)) {
-		fprintf(stderr, "pthread_create failed\n");
-		return 2;
-	}
+	for (i = 0; i < ARRAY_SIZE(runs); i++)
+		ok &= demo(&runs[i], aio, fd);
 
-	while (received < TOTAL) {
-		struct asyncfd_result *res;
-		unsigned int taken = 0;
-		uint64_t first = 0;
-
-		ret = epoll_wait(ep, &ev, 1, TIMEOUT_MS);
-		if (ret < 0 && errno == EINTR)
-			continue;
-		if (ret < 0) {
-			perror("epoll_wait");
-			break;
-		}
-		if (!ret) {
-			printf("  no result for %d ms, giving up\n", TIMEOUT_MS);
-			break;
-		}
-		wakeups++;
-		while ((res = asyncfd_peek(&ring))) {
-			if (!taken++)
-				first = res->cookie;
-			if (res->cookie != next_cookie)
-				misordered++;
-			next_cookie = res->cookie + 1;
-			if (res->res > 0 && res->res <= TEST_PRODUCER_IN_TASK &&
-			    context_names[res->res])
-				contexts[res->res]++;
-			else
-				contexts[TEST_PRODUCER_IN_TASK + 1]++;
-			if (res->res2 >= 0 && res->res2 < 64)
-				cpus |= 1ULL << res->res2;
-			received++;
-			asyncfd_advance(&ring, 1);
-		}
-		printf("  woken: took %3u results from the ring (cookies %llu..%llu)\n",
-		       taken, (unsigned long long)first,
-		       (unsigned long long)(next_cookie - 1));
-	}
-	pthread_join(thread, NULL);
-
-	printf("\n  woken      %u times\n", wakeups);
-	printf("  posted     %u\n", TOTAL);
-	printf("  stored     %u in the ring, %u refused (overflow counter %u)\n",
-	       dev.stored, dev.refused, ring.hdr->overflow);
-	printf("  received   %u via the ring, %s\n", received,
-	       misordered ? "NOT in order" : "each cookie once, in order");
-	printf("  contexts  ");
-	for (i = 0; i < TEST_PRODUCER_IN_TASK + 2; i++)
-		if (contexts[i])
-			printf(" %s %u", context_names[i], contexts[i]);
-	printf("\n  cpus      ");
-	for (i = 0; i < 64; i++)
-		if (cpus & (1ULL << i))
-			printf(" %d", i);
-	printf("\n");
-	print_fdinfo(ring.fd);
-
-	ok = !dev.error && received == TOTAL && dev.stored == TOTAL &&
-	     !misordered && contexts[TEST_PRODUCER_IN_HARDIRQ] == TOTAL &&
-	     ring.hdr->overflow == dev.refused;
-	if (dev.error)
-		printf("\nthe test producer failed: %s\n", strerror(-dev.error));
-	printf("\n%s\n", ok ? "OK: every result arrived exactly once." :
-			      "FAILED: results were lost, duplicated or misplaced.");
-
-	close(ep);
-	asyncfd_ring_exit(&ring);
+	sys_io_destroy(aio);
+	close(fd);
+	nullb_destroy(&nb);
+	printf("\n%s\n", ok ? "OK: every read completed exactly once." :
+			      "FAILED: completions were lost, duplicated or wrong.");
 	return ok ? 0 : 1;
 }

@@ -1,0 +1,620 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * KAIO completions delivered through asyncfd (IOCB_FLAG_ASYNCFD).
+ *
+ * Reads go to a regular file, which completes them inside io_submit(),
+ * and to null_blk devices whose irqmode makes them complete in the
+ * submitter's context, in softirq or in hard interrupt context.  Every
+ * test counts results by cookie: each request must show up exactly
+ * once, in the asyncfd ring or, when the ring refused it and counted
+ * it in overflow, through io_getevents().
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+#include "asyncfd_ring.h"
+#include "kaio.h"
+
+/*
+ * Requests per queue depth in the exactly-once test, so 4 times this per
+ * target; ASYNCFD_KAIO_REQUESTS overrides it.
+ */
+#define DEFAULT_REQUESTS 25000
+
+static unsigned int requests_per_depth(void)
+{
+	const char *env = getenv("ASYNCFD_KAIO_REQUESTS");
+
+	return env ? strtoul(env, NULL, 0) : DEFAULT_REQUESTS;
+}
+
+/*
+ * Sum of the per-CPU counts on the line of @file that starts with @key:
+ * "BLOCK:" of /proc/softirqs counts block completion softirqs, "LOC:"
+ * of /proc/interrupts the local timer interrupts that run hrtimers.
+ */
+static unsigned long long irq_count(const char *file, const char *key)
+{
+	unsigned long long sum = 0;
+	char line[4096], *p, *end;
+	FILE *f = fopen(file, "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		p = line + strspn(line, " ");
+		if (strncmp(p, key, strlen(key)))
+			continue;
+		p += strlen(key);
+		for (;;) {
+			unsigned long long n = strtoull(p, &end, 10);
+
+			if (end == p)
+				break;
+			sum += n;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return sum;
+}
+
+static int make_file(const char *name)
+{
+	char block[KAIO_BLOCK];
+	int fd, i;
+
+	fd = open(name, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	unlink(name);
+	memset(block, 0xa5, sizeof(block));
+	for (i = 0; i < KAIO_SPAN_BLOCKS; i++) {
+		if (write(fd, block, sizeof(block)) != sizeof(block)) {
+			close(fd);
+			return -1;
+		}
+	}
+	return fd;
+}
+
+FIXTURE(kaio) {
+	aio_context_t aio;
+	struct asyncfd_ring ring;
+	struct nullb nb;
+	int fd;
+};
+
+/* Where the reads go, and so where their completions run. */
+FIXTURE_VARIANT(kaio) {
+	bool file;		/* a regular file: inside io_submit() */
+	unsigned int irqmode;	/* else null_blk: 0 inline, 1 softirq, 2 hardirq */
+	unsigned long completion_nsec;
+};
+
+FIXTURE_VARIANT_ADD(kaio, file) {
+	.file = true,
+};
+
+FIXTURE_VARIANT_ADD(kaio, nullb_inline) {
+	.irqmode = 0,
+};
+
+FIXTURE_VARIANT_ADD(kaio, nullb_softirq) {
+	.irqmode = 1,
+};
+
+FIXTURE_VARIANT_ADD(kaio, nullb_hardirq) {
+	.irqmode = 2,
+	.completion_nsec = 10000,
+};
+
+FIXTURE_SETUP(kaio)
+{
+	int ret;
+
+	self->fd = -1;
+	memset(&self->nb, 0, sizeof(self->nb));
+	ret = asyncfd_ring_setup(&self->ring, 1024, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		SKIP(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	ret = sys_io_setup(KAIO_MAX_DEPTH * 2, &self->aio);
+	if (ret && errno == ENOSYS)
+		SKIP(return, "kernel AIO not supported");
+	ASSERT_EQ(0, ret);
+
+	if (variant->file) {
+		self->fd = make_file("/tmp/asyncfd_kaio_test");
+		ASSERT_LE(0, self->fd);
+		return;
+	}
+	self->fd = nullb_open(&self->nb, "asyncfd_kaio", variant->irqmode,
+			      variant->completion_nsec);
+	if (self->fd == -ENOENT)
+		SKIP(return, "null_blk configfs not available");
+	ASSERT_LE(0, self->fd);
+}
+
+FIXTURE_TEARDOWN(kaio)
+{
+	if (self->aio)
+		sys_io_destroy(self->aio);
+	if (self->fd >= 0)
+		close(self->fd);
+	nullb_destroy(&self->nb);
+	asyncfd_ring_exit(&self->ring);
+}
+
+/* Each request completes once, through the ring, at every depth. */
+TEST_F_TIMEOUT(kaio, exactly_once_at_each_depth, 600)
+{
+	static const unsigned int depths[] = { 1, 8, 32, 128 };
+	unsigned int per_depth = requests_per_depth();
+	struct kaio_run *run = malloc(sizeof(*run));
+	unsigned int i;
+
+	ASSERT_NE(NULL, run);
+	for (i = 0; i < ARRAY_SIZE(depths); i++) {
+		unsigned long long block = irq_count("/proc/softirqs", "BLOCK:");
+		unsigned long long timer = irq_count("/proc/interrupts", "LOC:");
+
+		ASSERT_EQ(0, kaio_run_init(run, self->aio, self->fd, &self->ring,
+					   depths[i], per_depth));
+		EXPECT_EQ(0, kaio_run(run)) {
+			TH_LOG("depth %u: %s failed: %s after %u of %u",
+			       depths[i], run->failed, strerror(run->error),
+			       run->completed, run->total);
+		}
+		EXPECT_EQ(0, run->bad);
+		EXPECT_EQ(0, run->duplicates);
+		EXPECT_EQ(0, kaio_run_missing(run));
+		EXPECT_EQ(run->total, run->via_ring);
+		/* Where completions ran: printed, as other work counts too. */
+		block = irq_count("/proc/softirqs", "BLOCK:") - block;
+		timer = irq_count("/proc/interrupts", "LOC:") - timer;
+		ksft_print_msg("depth %u: %u reads, %u via the ring, %u io_submit, %u epoll_wait\n",
+			       depths[i], run->total, run->via_ring,
+			       run->submit_calls, run->epoll_calls);
+		ksft_print_msg("depth %u: %llu block softirqs, %llu timer interrupts\n",
+			       depths[i], block, timer);
+		kaio_run_exit(run);
+	}
+	/* The ring had room for all: nothing went to the aio ring. */
+	EXPECT_EQ(0, self->ring.hdr->overflow);
+	EXPECT_EQ(0, sys_io_getevents(self->aio, 0, 1, NULL, NULL));
+	free(run);
+}
+
+/*
+ * A ring of 8 holds 7 results.  With 64 reads in flight and nobody
+ * reaping, 57 are refused; each must then be in the aio ring, and
+ * overflow must count exactly those.
+ */
+TEST_F(kaio, small_ring_overflows_to_aio_ring)
+{
+	struct asyncfd_ring small;
+	struct kaio_run *run = malloc(sizeof(*run));
+	struct timespec pause = { 0, 1000 * 1000 };
+	struct timespec wait = { 10, 0 };
+	double deadline;
+	int n;
+
+	ASSERT_NE(NULL, run);
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, 8, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, kaio_run_init(run, self->aio, self->fd, &small, 64, 64));
+	ASSERT_EQ(0, kaio_run_submit(run));
+	ASSERT_EQ(64, run->submitted);
+
+	deadline = nullb_now() + 10;
+	while (asyncfd_ring_ready(&small) + small.hdr->overflow < 64 &&
+	       nullb_now() < deadline)
+		nanosleep(&pause, NULL);
+	EXPECT_EQ(7, asyncfd_ring_ready(&small));
+	EXPECT_EQ(57, small.hdr->overflow);
+
+	n = kaio_run_getevents(run, 57, &wait);
+	EXPECT_EQ(57, n);
+	EXPECT_EQ(7, kaio_run_reap_ring(run));
+	wait.tv_sec = 0;
+	EXPECT_EQ(0, kaio_run_getevents(run, 0, &wait));
+	EXPECT_EQ(small.hdr->overflow, run->via_getevents);
+	EXPECT_EQ(0, run->bad);
+	EXPECT_EQ(0, run->duplicates);
+	EXPECT_EQ(0, kaio_run_missing(run));
+	kaio_run_exit(run);
+	free(run);
+	asyncfd_ring_exit(&small);
+}
+
+/*
+ * Mixed delivery under way: a ring smaller than the queue depth, reaped
+ * while requests run, with refused completions taken by io_getevents.
+ */
+TEST_F(kaio, ring_smaller_than_depth)
+{
+	struct asyncfd_ring small;
+	struct kaio_run *run = malloc(sizeof(*run));
+	unsigned int total = requests_per_depth() / 5;
+
+	ASSERT_NE(NULL, run);
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, 16, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, kaio_run_init(run, self->aio, self->fd, &small, 64,
+				   total));
+	run->use_getevents = true;
+	EXPECT_EQ(0, kaio_run(run)) {
+		TH_LOG("%s failed: %s after %u of %u", run->failed,
+		       strerror(run->error), run->completed, run->total);
+	}
+	EXPECT_EQ(0, run->bad);
+	EXPECT_EQ(0, run->duplicates);
+	EXPECT_EQ(0, kaio_run_missing(run));
+	EXPECT_EQ(total, run->via_ring + run->via_getevents);
+	EXPECT_EQ(small.hdr->overflow, run->via_getevents);
+	ksft_print_msg("%u reads at depth 64, ring of 16: %u via the ring, %u via io_getevents\n",
+		       total, run->via_ring, run->via_getevents);
+	kaio_run_exit(run);
+	free(run);
+	asyncfd_ring_exit(&small);
+}
+
+/*
+ * Completions stored in the asyncfd ring give their aio ring
+ * reservation back: io_setup(32) sustains 32 reads in flight for far
+ * more requests than its aio ring holds, without io_getevents().
+ */
+TEST_F(kaio, depth_sustained_without_getevents)
+{
+	struct kaio_run *run = malloc(sizeof(*run));
+	aio_context_t aio;
+
+	ASSERT_NE(NULL, run);
+	ASSERT_EQ(0, sys_io_setup(32, &aio));
+	ASSERT_EQ(0, kaio_run_init(run, aio, self->fd, &self->ring, 32,
+				   10000));
+	EXPECT_EQ(0, kaio_run(run)) {
+		TH_LOG("%s failed: %s after %u of %u", run->failed,
+		       strerror(run->error), run->completed, run->total);
+	}
+	EXPECT_EQ(run->total, run->via_ring);
+	EXPECT_EQ(0, run->via_getevents);
+	EXPECT_EQ(0, kaio_run_missing(run));
+	EXPECT_EQ(0, self->ring.hdr->overflow);
+	kaio_run_exit(run);
+	free(run);
+	EXPECT_EQ(0, sys_io_destroy(aio));
+}
+
+/*
+ * The contrast: with an eventfd (IOCB_FLAG_RESFD) every completion
+ * keeps its aio ring slot until io_getevents() takes it, so the same
+ * loop runs out.  This is what the test above would see if asyncfd
+ * delivery kept the reservation.
+ */
+TEST(resfd_without_getevents_runs_out)
+{
+	struct iocb iocb, *iocbp = &iocb;
+	aio_context_t aio;
+	unsigned int i;
+	uint64_t count;
+	char *buf;
+	int fd, efd, ret = 0;
+
+	fd = make_file("/tmp/asyncfd_kaio_resfd");
+	ASSERT_LE(0, fd);
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, sys_io_setup(32, &aio));
+	for (i = 0; i < 10000; i++) {
+		kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0, efd, i + 1);
+		iocb.aio_flags = IOCB_FLAG_RESFD;
+		ret = sys_io_submit(aio, 1, &iocbp);
+		if (ret != 1)
+			break;
+		ASSERT_EQ(sizeof(count), read(efd, &count, sizeof(count)));
+	}
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EAGAIN, errno);
+	ksft_print_msg("io_submit failed with EAGAIN after %u requests\n", i);
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	free(buf);
+	close(efd);
+	close(fd);
+}
+
+/* Bad iocbs: each gets its errno and leaves no trace, not even a slot. */
+TEST(bad_iocbs_rejected_without_consuming)
+{
+	struct asyncfd_ring ring;
+	struct iocb iocb, *iocbp = &iocb;
+	struct timespec zero = { 0, 0 };
+	struct io_event ev;
+	aio_context_t aio;
+	eventfd_t count;
+	int fd, efd, ret, i, j;
+	char *buf;
+	struct {
+		const char *what;
+		unsigned int flags;
+		uint64_t cookie;
+		int resfd;	/* -1: the asyncfd */
+		int err;
+	} cases[] = {
+		{ "RESFD with ASYNCFD", IOCB_FLAG_ASYNCFD | IOCB_FLAG_RESFD,
+		  1, -1, EINVAL },
+		{ "cookie 0", IOCB_FLAG_ASYNCFD, 0, -1, EINVAL },
+		{ "eventfd as asyncfd", IOCB_FLAG_ASYNCFD, 1, 0, EINVAL },
+		{ "file as asyncfd", IOCB_FLAG_ASYNCFD, 1, 0, EINVAL },
+		{ "closed fd", IOCB_FLAG_ASYNCFD, 1, 0, EBADF },
+	};
+
+	ret = asyncfd_ring_setup(&ring, 16, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		SKIP(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	fd = make_file("/tmp/asyncfd_kaio_bad");
+	ASSERT_LE(0, fd);
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ASSERT_LE(0, efd);
+	cases[2].resfd = efd;
+	cases[3].resfd = fd;
+	cases[4].resfd = dup(fd);
+	ASSERT_LE(0, cases[4].resfd);
+	close(cases[4].resfd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	/* The smallest aio ring: a leaked reservation per call would show. */
+	ASSERT_EQ(0, sys_io_setup(1, &aio));
+
+	for (i = 0; i < (int)ARRAY_SIZE(cases); i++) {
+		for (j = 0; j < 300; j++) {
+			int resfd = cases[i].resfd;
+
+			if (resfd < 0)
+				resfd = ring.fd;
+			kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0, resfd,
+				       cases[i].cookie);
+			iocb.aio_flags = cases[i].flags;
+			ret = sys_io_submit(aio, 1, &iocbp);
+			if (ret != -1 || errno != cases[i].err)
+				break;
+		}
+		EXPECT_EQ(-1, ret) TH_LOG("%s: submitted", cases[i].what);
+		EXPECT_EQ(cases[i].err, errno) {
+			TH_LOG("%s: %s after %d calls", cases[i].what,
+			       strerror(errno), j);
+		}
+	}
+	EXPECT_EQ(0, asyncfd_ring_ready(&ring));
+	EXPECT_EQ(0, ring.hdr->overflow);
+	EXPECT_EQ(0, sys_io_getevents(aio, 0, 1, &ev, &zero));
+	/* Nothing signalled the eventfd either. */
+	EXPECT_EQ(-1, eventfd_read(efd, &count));
+	EXPECT_EQ(EAGAIN, errno);
+
+	/* Still fully usable. */
+	kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0, ring.fd, 42);
+	EXPECT_EQ(1, sys_io_submit(aio, 1, &iocbp));
+	EXPECT_EQ(1, asyncfd_ring_ready(&ring));
+	EXPECT_EQ(42, ring.entries[0].cookie);
+	EXPECT_EQ((uintptr_t)&iocb, ring.entries[0].obj);
+	EXPECT_EQ(KAIO_BLOCK, ring.entries[0].res);
+
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	free(buf);
+	close(efd);
+	close(fd);
+	asyncfd_ring_exit(&ring);
+}
+
+/* Requests that take 50 ms, so that they are surely in flight. */
+FIXTURE(slow) {
+	aio_context_t aio;
+	struct asyncfd_ring ring;
+	struct nullb nb;
+	struct kaio_run *run;
+	int fd;
+};
+
+FIXTURE_SETUP(slow)
+{
+	int ret;
+
+	self->fd = -1;
+	memset(&self->nb, 0, sizeof(self->nb));
+	ret = asyncfd_ring_setup(&self->ring, 256, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		SKIP(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, sys_io_setup(64, &self->aio));
+	self->fd = nullb_open(&self->nb, "asyncfd_slow", 2, 50 * 1000 * 1000);
+	if (self->fd == -ENOENT)
+		SKIP(return, "null_blk configfs not available");
+	ASSERT_LE(0, self->fd);
+	self->run = malloc(sizeof(*self->run));
+	ASSERT_NE(NULL, self->run);
+	ASSERT_EQ(0, kaio_run_init(self->run, self->aio, self->fd,
+				   &self->ring, 32, 32));
+	ASSERT_EQ(0, kaio_run_submit(self->run));
+	ASSERT_EQ(32, self->run->submitted);
+}
+
+FIXTURE_TEARDOWN(slow)
+{
+	if (self->run) {
+		kaio_run_exit(self->run);
+		free(self->run);
+	}
+	if (self->aio)
+		sys_io_destroy(self->aio);
+	if (self->fd >= 0)
+		close(self->fd);
+	nullb_destroy(&self->nb);
+	asyncfd_ring_exit(&self->ring);
+}
+
+/*
+ * Closing the asyncfd sends what is still in flight to the aio ring:
+ * the requests hold the asyncfd context, not the file, and see it dead.
+ */
+TEST_F(slow, close_with_requests_in_flight)
+{
+	struct timespec wait = { 10, 0 };
+	unsigned int in_ring;
+
+	EXPECT_EQ(0, close(self->ring.fd));
+	self->ring.fd = -1;
+	/* The ring memory is still ours; what it got before the close counts. */
+	in_ring = asyncfd_ring_ready(&self->ring);
+	while (self->run->via_getevents + in_ring < 32) {
+		int n = kaio_run_getevents(self->run, 1, &wait);
+
+		ASSERT_LT(0, n);
+	}
+	kaio_run_reap_ring(self->run);
+	EXPECT_EQ(32, self->run->via_ring + self->run->via_getevents);
+	EXPECT_EQ(0, self->run->bad);
+	EXPECT_EQ(0, self->run->duplicates);
+	EXPECT_EQ(0, kaio_run_missing(self->run));
+	ksft_print_msg("%u through the ring before the close, %u through io_getevents\n",
+		       self->run->via_ring, self->run->via_getevents);
+}
+
+/* io_destroy() waits for the requests, which still reach the ring. */
+TEST_F(slow, destroy_with_requests_in_flight)
+{
+	EXPECT_EQ(0, sys_io_destroy(self->aio));
+	self->aio = 0;
+	EXPECT_EQ(32, kaio_run_reap_ring(self->run));
+	EXPECT_EQ(0, self->run->bad);
+	EXPECT_EQ(0, self->run->duplicates);
+	EXPECT_EQ(0, kaio_run_missing(self->run));
+}
+
+/* A swap with requests in flight: they complete into the new ring. */
+TEST_F(slow, swap_with_requests_in_flight)
+{
+	struct asyncfd_ring bigger;
+	struct epoll_event ev = { .events = EPOLLIN };
+	double deadline = nullb_now() + 10;
+	int epfd;
+
+	ASSERT_EQ(0, asyncfd_ring_map(&bigger, 4096));
+	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &bigger));
+	kaio_run_reap_ring(self->run);
+	self->run->ring = &bigger;
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, bigger.fd, &ev));
+	while (self->run->completed < 32 && nullb_now() < deadline) {
+		epoll_wait(epfd, &ev, 1, 100);
+		kaio_run_reap_ring(self->run);
+	}
+	close(epfd);
+	EXPECT_EQ(32, self->run->via_ring);
+	EXPECT_EQ(0, self->run->bad);
+	EXPECT_EQ(0, self->run->duplicates);
+	EXPECT_EQ(0, kaio_run_missing(self->run));
+	EXPECT_EQ(0, bigger.hdr->overflow);
+	self->run->ring = &self->ring;
+	asyncfd_ring_exit(&bigger);
+}
+
+/*
+ * An IOCB_CMD_POLL iocb waits on the readiness of @poll_fd and delivers
+ * into the asyncfd itself.  It completes from a wakeup that runs under
+ * the asyncfd's own waitqueue lock, which delivering into the same
+ * asyncfd takes again.
+ */
+static void poll_into_own_ring(struct __test_metadata *_metadata, bool via_epoll)
+{
+	struct iocb poll_iocb, read_iocb, *iocbp;
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct asyncfd_result res[4];
+	struct asyncfd_ring ring;
+	struct timespec pause = { 0, 1000 * 1000 };
+	aio_context_t aio;
+	double deadline;
+	int fd, epfd = -1, ret;
+	unsigned int n = 0, i;
+	char *buf;
+
+	ret = asyncfd_ring_setup(&ring, 16, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		SKIP(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	fd = make_file("/tmp/asyncfd_kaio_poll");
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, sys_io_setup(8, &aio));
+	if (via_epoll) {
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+		ASSERT_LE(0, epfd);
+		ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, ring.fd, &ev));
+	}
+
+	memset(&poll_iocb, 0, sizeof(poll_iocb));
+	poll_iocb.aio_lio_opcode = IOCB_CMD_POLL;
+	poll_iocb.aio_fildes = via_epoll ? epfd : ring.fd;
+	poll_iocb.aio_buf = POLLIN;
+	poll_iocb.aio_data = 100;
+	poll_iocb.aio_flags = IOCB_FLAG_ASYNCFD;
+	poll_iocb.aio_resfd = ring.fd;
+	iocbp = &poll_iocb;
+	ASSERT_EQ(1, sys_io_submit(aio, 1, &iocbp));
+	EXPECT_EQ(0, asyncfd_ring_ready(&ring));
+
+	kaio_prep_read(&read_iocb, fd, buf, KAIO_BLOCK, 0, ring.fd, 1);
+	iocbp = &read_iocb;
+	ASSERT_EQ(1, sys_io_submit(aio, 1, &iocbp));
+
+	deadline = nullb_now() + 10;
+	while (n < 2 && nullb_now() < deadline) {
+		n += asyncfd_reap(&ring, res + n, 4 - n);
+		if (n < 2)
+			nanosleep(&pause, NULL);
+	}
+	ASSERT_EQ(2, n);
+	for (i = 0; i < n; i++) {
+		if (res[i].cookie == 1) {
+			EXPECT_EQ(KAIO_BLOCK, res[i].res);
+		} else {
+			EXPECT_EQ(100, res[i].cookie);
+			EXPECT_EQ((uintptr_t)&poll_iocb, res[i].obj);
+			EXPECT_TRUE(res[i].res & POLLIN);
+		}
+	}
+	EXPECT_NE(res[0].cookie, res[1].cookie);
+	EXPECT_EQ(0, ring.hdr->overflow);
+
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	if (epfd >= 0)
+		close(epfd);
+	free(buf);
+	close(fd);
+	asyncfd_ring_exit(&ring);
+}
+
+TEST(poll_iocb_on_own_asyncfd)
+{
+	poll_into_own_ring(_metadata, false);
+}
+
+TEST(poll_iocb_on_epoll_of_own_asyncfd)
+{
+	poll_into_own_ring(_metadata, true);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * An application's view: libaio submits, asyncfd delivers.  Requests
+ * outnumber the ring, so some completions are refused and must be
+ * taken from the aio ring with libaio's io_getevents(), as overflow
+ * says.  Every request is counted exactly once across the two.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <libaio.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+#include "asyncfd_ring.h"
+#include "nullb.h"
+
+/* As in <linux/aio_abi.h>, which cannot be included with libaio.h. */
+#ifndef IOCB_FLAG_ASYNCFD
+#define IOCB_FLAG_ASYNCFD	0x4
+#endif
+
+#define BLOCK		4096
+#define REQUESTS	4000
+#define DEPTH		32
+#define RING_SIZE	16
+
+FIXTURE(libaio) {
+	io_context_t aio;
+	struct asyncfd_ring ring;
+	struct nullb nb;
+	int fd;
+};
+
+FIXTURE_VARIANT(libaio) {
+	unsigned int irqmode;	/* of null_blk; 3 for a regular file */
+};
+
+FIXTURE_VARIANT_ADD(libaio, file) {
+	.irqmode = 3,
+};
+
+FIXTURE_VARIANT_ADD(libaio, nullb_hardirq) {
+	.irqmode = 2,
+};
+
+FIXTURE_SETUP(libaio)
+{
+	char block[BLOCK];
+	int ret;
+
+	self->fd = -1;
+	memset(&self->nb, 0, sizeof(self->nb));
+	ret = asyncfd_ring_setup(&self->ring, RING_SIZE, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		SKIP(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, io_setup(DEPTH * 2, &self->aio));
+
+	if (variant->irqmode == 3) {
+		self->fd = open("/tmp/asyncfd_libaio_test",
+				O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		ASSERT_LE(0, self->fd);
+		unlink("/tmp/asyncfd_libaio_test");
+		memset(block, 0x5a, sizeof(block));
+		ASSERT_EQ(BLOCK, write(self->fd, block, BLOCK));
+		return;
+	}
+	self->fd = nullb_open(&self->nb, "asyncfd_libaio", variant->irqmode,
+			      10000);
+	if (self->fd == -ENOENT)
+		SKIP(return, "null_blk configfs not available");
+	ASSERT_LE(0, self->fd);
+}
+
+FIXTURE_TEARDOWN(libaio)
+{
+	if (self->aio)
+		io_destroy(self->aio);
+	if (self->fd >= 0)
+		close(self->fd);
+	nullb_destroy(&self->nb);
+	asyncfd_ring_exit(&self->ring);
+}
+
+static int take(unsigned char *seen, uint64_t cookie, long res)
+{
+	if (!cookie || cookie > REQUESTS || seen[cookie] || res != BLOCK)
+		return -1;
+	seen[cookie] = 1;
+	return 0;
+}
+
+TEST_F(libaio, every_request_once_through_ring_or_getevents)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct timespec brief = { 0, 1000 * 1000 };
+	double deadline = nullb_now() + 120;
+	unsigned int submitted = 0, done = 0, via_ring = 0, via_aio = 0;
+	unsigned int bad = 0, i, n;
+	struct iocb iocbs[DEPTH], *free_iocbs[DEPTH], *iocbp;
+	struct asyncfd_result res[RING_SIZE];
+	struct io_event events[DEPTH];
+	unsigned int nr_free = DEPTH;
+	unsigned char *seen;
+	char *bufs;
+	int epfd, ret;
+
+	seen = calloc(REQUESTS + 1, 1);
+	ASSERT_NE(NULL, seen);
+	ASSERT_EQ(0, posix_memalign((void **)&bufs, BLOCK, DEPTH * BLOCK));
+	for (i = 0; i < DEPTH; i++)
+		free_iocbs[i] = &iocbs[i];
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_LE(0, epfd);
+	ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, self->ring.fd, &ev));
+
+	while (done < REQUESTS && !bad && nullb_now() < deadline) {
+		while (nr_free && submitted < REQUESTS) {
+			iocbp = free_iocbs[--nr_free];
+			io_prep_pread(iocbp, self->fd,
+				      bufs + (iocbp - iocbs) * BLOCK, BLOCK, 0);
+			submitted++;
+			iocbp->data = (void *)(uintptr_t)submitted;
+			iocbp->u.c.flags |= IOCB_FLAG_ASYNCFD;
+			iocbp->u.c.resfd = self->ring.fd;
+			ret = io_submit(self->aio, 1, &iocbp);
+			ASSERT_EQ(1, ret) TH_LOG("io_submit: %s", strerror(-ret));
+		}
+		n = asyncfd_reap(&self->ring, res, RING_SIZE);
+		for (i = 0; i < n; i++) {
+			bad += take(seen, res[i].cookie, res[i].res);
+			free_iocbs[nr_free++] = (struct iocb *)(uintptr_t)res[i].obj;
+		}
+		via_ring += n;
+		done += n;
+		if (n)
+			continue;
+		if (via_aio != self->ring.hdr->overflow) {
+			/* Refused ones are in the aio ring, where libaio looks. */
+			ret = io_getevents(self->aio, 1, DEPTH, events, &brief);
+			ASSERT_LE(0, ret);
+			for (i = 0; i < (unsigned int)ret; i++) {
+				bad += take(seen, (uintptr_t)events[i].data,
+					    events[i].res);
+				free_iocbs[nr_free++] = events[i].obj;
+			}
+			via_aio += ret;
+			done += ret;
+			continue;
+		}
+		epoll_wait(epfd, &ev, 1, 100);
+	}
+	EXPECT_EQ(REQUESTS, done);
+	EXPECT_EQ(0, bad);
+	EXPECT_EQ(self->ring.hdr->overflow, via_aio);
+	ksft_print_msg("%u reads at depth %d, ring of %d: %u via the ring, %u via io_getevents\n",
+		       REQUESTS, DEPTH, RING_SIZE, via_ring, via_aio);
+	close(epfd);
+	free(bufs);
+	free(seen);
+}
+
+TEST_HARNESS_MAIN
