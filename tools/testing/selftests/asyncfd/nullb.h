@@ -26,7 +26,7 @@
  */
 struct nullb {
 	char dir[64];
-	char path[32];		/* the block device */
+	char path[64];		/* the block device */
 };
 
 static inline int nullb_set(const struct nullb *nb, const char *attr,
@@ -111,16 +111,22 @@ static inline int nullb_create(struct nullb *nb, const char *name,
 		ret = index;
 		goto fail;
 	}
-	snprintf(nb->path, sizeof(nb->path), "/dev/nullb%d", index);
-	/* devtmpfs adds the node from a uevent: allow it a few seconds. */
+	/*
+	 * The disk is named after the configfs directory, or nullb<index>
+	 * on older kernels.  devtmpfs adds the node from a uevent: allow
+	 * it a few seconds.
+	 */
 	deadline = nullb_now() + 5;
-	while (access(nb->path, R_OK) && nullb_now() < deadline)
+	do {
+		snprintf(nb->path, sizeof(nb->path), "/dev/%s", name);
+		if (!access(nb->path, R_OK))
+			return 0;
+		snprintf(nb->path, sizeof(nb->path), "/dev/nullb%d", index);
+		if (!access(nb->path, R_OK))
+			return 0;
 		nanosleep(&pause, NULL);
-	if (access(nb->path, R_OK)) {
-		ret = -ENODEV;
-		goto fail;
-	}
-	return 0;
+	} while (nullb_now() < deadline);
+	ret = -ENODEV;
 
 fail:
 	nullb_destroy(nb);
