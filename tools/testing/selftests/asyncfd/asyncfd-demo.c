@@ -50,12 +50,15 @@ static void print_fdinfo(int fd)
 	f = fopen(path, "re");
 	if (!f)
 		return;
-	printf("  kernel's view (%s):", path);
+	printf("  fdinfo        ");
 	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "asyncfd-", 8))
+		char *value = strchr(line, '\t');
+
+		if (strncmp(line, "asyncfd-", 8) || !value)
 			continue;
-		line[strcspn(line, "\n")] = '\0';
-		printf(" %s", line + 8);
+		value[-1] = '\0';
+		value[strcspn(value, "\n")] = '\0';
+		printf(" %s %s", line + 8, value + 1);
 	}
 	printf("\n");
 	fclose(f);
@@ -91,11 +94,10 @@ static bool demo(const struct demo_run *d, aio_context_t aio, int fd)
 
 	missing = kaio_run_missing(run);
 	syscalls = run->submit_calls + run->epoll_calls + run->getevents_calls;
-	printf("  completed      %u in %.2f s (guest time)\n", run->completed,
-	       secs);
+	printf("  completed      %u in %.2f s\n", run->completed, secs);
 	printf("  via the ring   %u, taken from memory, no system call each\n",
 	       run->via_ring);
-	printf("  via io_getevents %u, the ring's overflow counter says %u\n",
+	printf("  via the aio ring %u, collected with io_getevents; overflow says %u\n",
 	       run->via_getevents, ring.hdr->overflow);
 	printf("  system calls   %u io_submit + %u epoll_wait + %u io_getevents = %.3f per read\n",
 	       run->submit_calls, run->epoll_calls, run->getevents_calls,
