@@ -6,7 +6,7 @@
  *
  * Driven through /sys/kernel/debug/test_asyncfd.  Writing
  *
- *	post <fd> <context> <cookie> <count> <batch>
+ *	post <fd> <context> <cookie> <count> <batch> [all]
  *
  * posts @count results into the asyncfd @fd of the writer, from
  * @context (process, kthread, workqueue, softirq or hardirq), @batch
@@ -14,10 +14,17 @@
  * @cookie + i, obj i, the context bits the producer saw in res and the
  * CPU in res2.  The write returns once all are posted; reading the same
  * open file then gives "stored <n> refused <n> error <errno>".
+ *
+ * With "all", every online CPU runs a producer of its own at the same
+ * time, so that they contend for the ring lock: the k-th online CPU posts
+ * cookies @cookie + k * @count up to @cookie + (k + 1) * @count - 1, and
+ * the report gives the totals over all CPUs.  The process context runs
+ * only in the writer, so it does not take "all".
  */
 
 #include <linux/asyncfd.h>
 #include <linux/completion.h>
+#include <linux/cpu.h>
 #include <linux/debugfs.h>
 #include <linux/hrtimer.h>
 #include <linux/kthread.h>
@@ -50,6 +57,8 @@ static const char * const test_asyncfd_context_names[] = {
 
 struct test_asyncfd_job {
 	struct asyncfd_ctx *ctx;
+	int cpu;			/* to run on, or -1 for any */
+	struct task_struct *task;	/* a kthread created ahead, or NULL */
 	u64 cookie;
 	u32 count;
 	u32 batch;
@@ -61,6 +70,12 @@ struct test_asyncfd_job {
 	struct work_struct work;
 	struct hrtimer timer;
 	struct asyncfd_result results[TEST_ASYNCFD_MAX_BATCH];
+};
+
+struct test_asyncfd_report {
+	u32 stored;
+	u32 refused;
+	int error;
 };
 
 static long test_asyncfd_context_bits(void)
@@ -145,46 +160,164 @@ static enum hrtimer_restart test_asyncfd_timer(struct hrtimer *timer)
 	return HRTIMER_RESTART;
 }
 
-static int test_asyncfd_run(struct test_asyncfd_job *job,
-			    enum test_asyncfd_context context)
+/* Runs on the job's CPU, so that the pinned timer fires there. */
+static void test_asyncfd_start_timer(void *data)
+{
+	struct test_asyncfd_job *job = data;
+
+	hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_PINNED_HARD);
+}
+
+/*
+ * Start @job in @context, on job->cpu unless that is -1.  The process
+ * context posts right here, in the writer.  Once this returns 0, the
+ * job completes job->done.
+ */
+static int test_asyncfd_start(struct test_asyncfd_job *job,
+			      enum test_asyncfd_context context)
 {
 	struct task_struct *task;
 
 	switch (context) {
 	case TEST_ASYNCFD_PROCESS:
 		test_asyncfd_post_all(job);
-		return 0;
+		complete(&job->done);
+		break;
 	case TEST_ASYNCFD_KTHREAD:
-		task = kthread_run(test_asyncfd_kthread, job, "test_asyncfd");
+		task = job->task;
+		if (!task)
+			task = kthread_create(test_asyncfd_kthread, job,
+					      "test_asyncfd");
 		if (IS_ERR(task))
 			return PTR_ERR(task);
+		wake_up_process(task);
 		break;
 	case TEST_ASYNCFD_WORKQUEUE:
 		INIT_WORK(&job->work, test_asyncfd_work);
-		queue_work(system_unbound_wq, &job->work);
+		if (job->cpu < 0)
+			queue_work(system_unbound_wq, &job->work);
+		else
+			queue_work_on(job->cpu, system_wq, &job->work);
 		break;
 	case TEST_ASYNCFD_SOFTIRQ:
+		/* A BH work item requeues itself on the CPU it runs on. */
 		INIT_WORK(&job->work, test_asyncfd_bh_work);
-		queue_work(system_bh_wq, &job->work);
+		if (job->cpu < 0)
+			queue_work(system_bh_wq, &job->work);
+		else
+			queue_work_on(job->cpu, system_bh_wq, &job->work);
 		break;
 	case TEST_ASYNCFD_HARDIRQ:
-		hrtimer_init(&job->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_HARD);
+		hrtimer_init(&job->timer, CLOCK_MONOTONIC,
+			     job->cpu < 0 ? HRTIMER_MODE_REL_HARD :
+					    HRTIMER_MODE_REL_PINNED_HARD);
 		job->timer.function = test_asyncfd_timer;
-		hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_HARD);
+		if (job->cpu < 0)
+			hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_HARD);
+		else
+			smp_call_function_single(job->cpu,
+						 test_asyncfd_start_timer,
+						 job, true);
 		break;
 	}
+	return 0;
+}
+
+static void test_asyncfd_wait(struct test_asyncfd_job *job,
+			      enum test_asyncfd_context context)
+{
 	wait_for_completion(&job->done);
 	/* The timer callback may still be returning from complete(). */
 	if (context == TEST_ASYNCFD_HARDIRQ)
 		hrtimer_cancel(&job->timer);
+}
+
+/*
+ * Threads are all a job of test_asyncfd_run_all() needs that can fail
+ * to come by: create them before any job starts, so that a failure
+ * posts nothing.  A thread stopped before it was ever woken does not
+ * run its function.
+ */
+static int test_asyncfd_create_threads(struct test_asyncfd_job *jobs,
+				       unsigned int nr_jobs)
+{
+	unsigned int i;
+
+	for (i = 0; i < nr_jobs; i++) {
+		jobs[i].task = kthread_create_on_cpu(test_asyncfd_kthread,
+						     &jobs[i], jobs[i].cpu,
+						     "test_asyncfd/%u");
+		if (IS_ERR(jobs[i].task)) {
+			int err = PTR_ERR(jobs[i].task);
+
+			while (i--)
+				kthread_stop(jobs[i].task);
+			return err;
+		}
+	}
 	return 0;
 }
 
-struct test_asyncfd_report {
-	u32 stored;
-	u32 refused;
-	int error;
-};
+/*
+ * Post from every online CPU at once: start a job on each, then wait
+ * for them all.  CPU hotplug stays off meanwhile, so that no job is
+ * left on a CPU that went away.
+ */
+static int test_asyncfd_run_all(struct test_asyncfd_job *proto,
+				enum test_asyncfd_context context,
+				struct test_asyncfd_report *report)
+{
+	struct test_asyncfd_job *jobs;
+	unsigned int nr_jobs, started = 0, i;
+	int cpu, ret = 0;
+
+	if (context == TEST_ASYNCFD_PROCESS)
+		return -EINVAL;
+	cpus_read_lock();
+	nr_jobs = num_online_cpus();
+	if ((u64)proto->count * nr_jobs > U32_MAX ||
+	    (u64)proto->count * nr_jobs - 1 > U64_MAX - proto->cookie) {
+		ret = -EINVAL;
+		goto unlock;
+	}
+	jobs = kvcalloc(nr_jobs, sizeof(*jobs), GFP_KERNEL);
+	if (!jobs) {
+		ret = -ENOMEM;
+		goto unlock;
+	}
+	i = 0;
+	for_each_online_cpu(cpu) {
+		struct test_asyncfd_job *job = &jobs[i];
+
+		job->ctx = proto->ctx;
+		job->cpu = cpu;
+		job->cookie = proto->cookie + (u64)i * proto->count;
+		job->count = proto->count;
+		job->batch = proto->batch;
+		init_completion(&job->done);
+		i++;
+	}
+	if (context == TEST_ASYNCFD_KTHREAD)
+		ret = test_asyncfd_create_threads(jobs, nr_jobs);
+	/* With the threads made, starting a job cannot fail. */
+	while (!ret && started < nr_jobs) {
+		ret = test_asyncfd_start(&jobs[started], context);
+		if (!ret)
+			started++;
+	}
+	*report = (struct test_asyncfd_report){};
+	for (i = 0; i < started; i++) {
+		test_asyncfd_wait(&jobs[i], context);
+		report->stored += jobs[i].stored;
+		report->refused += jobs[i].refused;
+		if (!report->error)
+			report->error = jobs[i].error;
+	}
+	kvfree(jobs);
+unlock:
+	cpus_read_unlock();
+	return ret;
+}
 
 static int test_asyncfd_open(struct inode *inode, struct file *file)
 {
@@ -218,9 +351,9 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 {
 	struct test_asyncfd_report *report = file->private_data;
 	struct test_asyncfd_job *job;
-	char context_name[16];
+	char context_name[16], scope[8];
 	char *cmd;
-	int context, fd, ret;
+	int context, fd, nr_words, ret;
 
 	cmd = memdup_user_nul(buf, min_t(size_t, count, 128));
 	if (IS_ERR(cmd))
@@ -231,10 +364,12 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 		goto free_cmd;
 	}
 	init_completion(&job->done);
+	job->cpu = -1;
 
 	ret = -EINVAL;
-	if (sscanf(cmd, "post %d %15s %llu %u %u", &fd, context_name,
-		   &job->cookie, &job->count, &job->batch) != 5 ||
+	nr_words = sscanf(cmd, "post %d %15s %llu %u %u %7s", &fd, context_name,
+			  &job->cookie, &job->count, &job->batch, scope);
+	if (nr_words < 5 || (nr_words == 6 && strcmp(scope, "all")) ||
 	    !job->cookie || !job->count || !job->batch ||
 	    job->batch > TEST_ASYNCFD_MAX_BATCH ||
 	    job->count - 1 > U64_MAX - job->cookie)
@@ -250,14 +385,20 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 		ret = PTR_ERR(job->ctx);
 		goto free_job;
 	}
-	ret = test_asyncfd_run(job, context);
-	asyncfd_ctx_put(job->ctx);
-	if (!ret) {
-		report->stored = job->stored;
-		report->refused = job->refused;
-		report->error = job->error;
-		ret = count;
+	if (nr_words == 6) {
+		ret = test_asyncfd_run_all(job, context, report);
+	} else {
+		ret = test_asyncfd_start(job, context);
+		if (!ret) {
+			test_asyncfd_wait(job, context);
+			report->stored = job->stored;
+			report->refused = job->refused;
+			report->error = job->error;
+		}
 	}
+	asyncfd_ctx_put(job->ctx);
+	if (!ret)
+		ret = count;
 free_job:
 	kfree(job);
 free_cmd:

@@ -44,18 +44,23 @@ static inline int test_producer_open(void)
  * Have the kernel post @count results into the asyncfd @fd from
  * @context ("process", "kthread", "workqueue", "softirq" or "hardirq"),
  * @batch per call.  Result i carries cookie @cookie + i and obj i.
+ * With @all_cpus, each online CPU posts @count results at the same time
+ * (not from "process"): the k-th takes cookies from @cookie + k * @count,
+ * and @out gives the totals.
  * Returns 0 once all are posted, with the outcome in @out, or -errno.
  */
-static inline int test_producer_send(int tp, int fd, const char *context,
-				     uint64_t cookie, unsigned int count,
-				     unsigned int batch, struct post_result *out)
+static inline int test_producer_send_from(int tp, int fd, const char *context,
+					  bool all_cpus, uint64_t cookie,
+					  unsigned int count, unsigned int batch,
+					  struct post_result *out)
 {
 	char buf[128];
 	ssize_t ret;
 	int len;
 
-	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u\n", fd, context,
-		       (unsigned long long)cookie, count, batch);
+	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u%s\n", fd,
+		       context, (unsigned long long)cookie, count, batch,
+		       all_cpus ? " all" : "");
 	if (len < 0 || len >= (int)sizeof(buf))
 		return -EINVAL;
 	ret = write(tp, buf, len);
@@ -71,6 +76,14 @@ static inline int test_producer_send(int tp, int fd, const char *context,
 		   &out->stored, &out->refused, &out->error) != 3)
 		return -EPROTO;
 	return 0;
+}
+
+static inline int test_producer_send(int tp, int fd, const char *context,
+				     uint64_t cookie, unsigned int count,
+				     unsigned int batch, struct post_result *out)
+{
+	return test_producer_send_from(tp, fd, context, false, cookie, count,
+				       batch, out);
 }
 
 /*
