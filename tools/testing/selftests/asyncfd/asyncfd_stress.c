@@ -1,0 +1,934 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Stress for asyncfd: the test producer posts from every context at once
+ * (and from every CPU at once) while consumers reap, swap their rings to
+ * random sizes, and close and re-create their asyncfds.  Every cookie
+ * posted must come back exactly once, or be reported refused by the
+ * producer; pinned memory must come back to where it started.
+ *
+ * Then hostile userspace: while producers post, a thread scribbles over
+ * the ring header and entries and munmaps and remaps the ring.  That
+ * ring may deliver garbage, but the kernel must not write outside it,
+ * and a well-behaved ring beside it must not lose a result.
+ *
+ * Knobs, from the environment:
+ *	ASYNCFD_STRESS_RESULTS	results to post at least (default 1000000)
+ *	ASYNCFD_STRESS_MIN_SECONDS	and for as long as this (default 20)
+ *	ASYNCFD_STRESS_SECONDS	time limit of the stress (default 80)
+ *	ASYNCFD_HOSTILE_SECONDS	length of the hostile run (default 10)
+ *	ASYNCFD_STRESS_SEED	seed of the random choices (default: time)
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "../kselftest_harness.h"
+#include "asyncfd_ring.h"
+#include "stress_helpers.h"
+#include "test_producer.h"
+
+#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
+
+static const char * const contexts[] = {
+	"process", "kthread", "workqueue", "softirq", "hardirq",
+};
+
+/* Plenty for the rings below, and small next to the guest's memory. */
+#define STRESS_MEMLOCK_PAGES	4096
+/* What the memlock probe may pin: enough to see a leak of a page. */
+#define PROBE_MEMLOCK_PAGES	64
+
+/* The producer's report of one post, to check the cookies against. */
+struct post_record {
+	uint64_t cookie;
+	uint32_t count;
+	uint32_t stored;
+	uint32_t refused;
+	int error;
+};
+
+/*
+ * Cookies are handed out from one counter, so each has an index into
+ * @seen, which consumers bump as they reap.  The arrays bound the run as
+ * well as the deadline does; the default target stays well inside them.
+ */
+#define MAX_COOKIES	0x1000000
+#define MAX_POSTS	0x40000
+
+struct stress;
+
+/* A ring that was closed: its last results are reaped at the end. */
+struct retired_ring {
+	struct asyncfd_ring ring;
+	struct retired_ring *next;
+};
+
+/* An asyncfd and the thread that consumes, swaps and re-creates it. */
+struct channel {
+	struct stress *st;
+	int fd;			/* what producers post to; may be stale */
+	struct asyncfd_ring ring;
+	struct retired_ring *retired;
+	uint64_t rng;
+	pthread_t thread;
+	int ret;		/* 0, or why the consumer gave up */
+	uint64_t reaped, swaps, reopens, overflow, garbled;
+};
+
+struct producer {
+	struct stress *st;
+	const char *context;
+	bool all_cpus;
+	uint64_t rng;
+	pthread_t thread;
+	int ret;
+	uint64_t posts, stale_fd;
+};
+
+#define NR_CHANNELS	2
+#define NR_PRODUCERS	(ARRAY_SIZE(contexts) + 1)
+
+struct stress {
+	uint8_t *seen;			/* per cookie, times reaped */
+	uint64_t next_cookie;		/* 1 + the index of the next cookie */
+	struct post_record *posts;
+	uint32_t nr_posts;
+	uint64_t posted;		/* results the producer accounted for */
+	unsigned int nr_cpus;
+	bool stop;			/* producers: no new posts */
+	unsigned int producing;		/* producers still running */
+	bool drain;			/* consumers: producers are gone */
+	uint64_t stray;			/* cookies no post handed out */
+	struct channel channels[NR_CHANNELS];
+	struct producer producers[NR_PRODUCERS];
+};
+
+static unsigned int random_ring_size(uint64_t *rng)
+{
+	/* Now and then a ring with no room at all: one slot stays empty. */
+	if (rng_one_in(rng, 64))
+		return 1;
+	if (rng_one_in(rng, 4))
+		return 2 + rng_below(rng, 63);
+	return 64 + rng_below(rng, 4033);
+}
+
+/* Count what @ring holds, and hand the slots back. */
+static void channel_reap(struct channel *ch, struct asyncfd_ring *ring)
+{
+	struct stress *st = ch->st;
+	struct asyncfd_result res[128];
+	unsigned int n, i;
+
+	while ((n = asyncfd_reap(ring, res, ARRAY_SIZE(res)))) {
+		for (i = 0; i < n; i++) {
+			uint64_t idx = res[i].cookie - 1;
+
+			if (res[i].cookie == 0 ||
+			    idx >= __atomic_load_n(&st->next_cookie, __ATOMIC_ACQUIRE)) {
+				__atomic_fetch_add(&st->stray, 1, __ATOMIC_RELAXED);
+				continue;
+			}
+			__atomic_fetch_add(&st->seen[idx], 1, __ATOMIC_RELAXED);
+			/* Where it ran: one context bit, on a CPU we have. */
+			if (__builtin_popcountll(res[i].res) != 1 ||
+			    res[i].res > TEST_PRODUCER_IN_TASK ||
+			    (uint64_t)res[i].res2 >= st->nr_cpus)
+				ch->garbled++;
+		}
+		ch->reaped += n;
+	}
+}
+
+/* Reap @ring one last time, once the kernel no longer stores into it. */
+static void channel_retire(struct channel *ch, struct asyncfd_ring *ring)
+{
+	channel_reap(ch, ring);
+	ch->overflow += ring->hdr->overflow;
+	asyncfd_ring_exit(ring);
+}
+
+static int channel_open(struct channel *ch)
+{
+	int err = asyncfd_ring_setup(&ch->ring, random_ring_size(&ch->rng), 0);
+
+	if (!err)
+		__atomic_store_n(&ch->fd, ch->ring.fd, __ATOMIC_RELEASE);
+	return err;
+}
+
+/* The old ring keeps what was stored before the swap: reap it, drop it. */
+static int channel_swap(struct channel *ch)
+{
+	struct asyncfd_ring next;
+	int err;
+
+	err = asyncfd_ring_map(&next, random_ring_size(&ch->rng));
+	if (err)
+		return err;
+	err = asyncfd_ring_swap(&ch->ring, &next);
+	if (err) {
+		asyncfd_ring_exit(&next);
+		return err;
+	}
+	channel_retire(ch, &ch->ring);
+	ch->ring = next;
+	ch->swaps++;
+	return 0;
+}
+
+/*
+ * Close the asyncfd and make a new one, in one of two ways: close first,
+ * so that producers meet a closed descriptor for a while; or dup2() a
+ * new asyncfd over the old number, so that they carry on into the new
+ * ring.  A producer that looked the old file up before may still store
+ * into the old ring, which stays mapped until the end to be reaped.
+ */
+static int channel_reopen(struct channel *ch)
+{
+	struct retired_ring *old = malloc(sizeof(*old));
+	struct asyncfd_ring next;
+	int err;
+
+	if (!old)
+		return -ENOMEM;
+	if (rng_one_in(&ch->rng, 2)) {
+		close(ch->ring.fd);
+		ch->ring.fd = -1;
+		old->ring = ch->ring;
+		err = channel_open(ch);
+	} else {
+		err = asyncfd_ring_setup(&next, random_ring_size(&ch->rng), 0);
+		if (err) {
+			free(old);
+			return err;
+		}
+		if (dup2(next.fd, ch->ring.fd) < 0) {
+			err = -errno;
+			asyncfd_ring_exit(&next);
+			free(old);
+			return err;
+		}
+		close(next.fd);
+		next.fd = ch->ring.fd;
+		old->ring = ch->ring;
+		old->ring.fd = -1;
+		ch->ring = next;
+	}
+	old->next = ch->retired;
+	ch->retired = old;
+	ch->reopens++;
+	return err;
+}
+
+static void *consumer_run(void *arg)
+{
+	struct channel *ch = arg;
+	struct stress *st = ch->st;
+	int64_t next_swap = mono_ns(), next_reopen = mono_ns();
+	struct retired_ring *old;
+
+	while (!__atomic_load_n(&st->drain, __ATOMIC_ACQUIRE) && !ch->ret) {
+		struct pollfd pfd = { .fd = ch->ring.fd, .events = POLLIN };
+		int64_t now = mono_ns();
+
+		if (now >= next_swap) {
+			ch->ret = channel_swap(ch);
+			next_swap = now + rng_below(&ch->rng, 20000000);
+		}
+		if (now >= next_reopen && !ch->ret) {
+			ch->ret = channel_reopen(ch);
+			next_reopen = now + rng_below(&ch->rng, 100000000);
+		}
+		/* Sleep only when the ring is empty: producers outrun us. */
+		if (!asyncfd_ring_ready(&ch->ring))
+			poll(&pfd, 1, 1);
+		channel_reap(ch, &ch->ring);
+	}
+
+	/* No producer is left: a close releases the ring at once. */
+	if (ch->ring.fd >= 0) {
+		close(ch->ring.fd);
+		ch->ring.fd = -1;
+	}
+	if (ch->ring.mem)
+		channel_retire(ch, &ch->ring);
+	while ((old = ch->retired)) {
+		ch->retired = old->next;
+		channel_retire(ch, &old->ring);
+		free(old);
+	}
+	return NULL;
+}
+
+/* Hand out @count cookies and a record for the post, or false when out. */
+static struct post_record *claim_post(struct stress *st, uint32_t count)
+{
+	uint64_t first = __atomic_fetch_add(&st->next_cookie, count,
+					    __ATOMIC_ACQ_REL);
+	uint32_t idx;
+
+	if (first + count > MAX_COOKIES)
+		return NULL;
+	idx = __atomic_fetch_add(&st->nr_posts, 1, __ATOMIC_RELAXED);
+	if (idx >= MAX_POSTS)
+		return NULL;
+	st->posts[idx].cookie = first + 1;
+	st->posts[idx].count = count;
+	return &st->posts[idx];
+}
+
+static void *producer_run(void *arg)
+{
+	static const char * const irq_contexts[] = {
+		"kthread", "workqueue", "softirq", "hardirq",
+	};
+	struct producer *p = arg;
+	struct stress *st = p->st;
+	int tp = test_producer_open();
+
+	p->ret = tp < 0 ? tp : 0;
+	while (!p->ret && !__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+		struct channel *ch = &st->channels[rng_below(&p->rng, NR_CHANNELS)];
+		unsigned int per_cpu = 1 + rng_below(&p->rng, 1024);
+		unsigned int batch = 1 + rng_below(&p->rng, 64);
+		unsigned int cpus = p->all_cpus ? st->nr_cpus : 1;
+		const char *context = p->context;
+		struct post_result pr;
+		struct post_record *rec;
+
+		if (p->all_cpus)
+			context = irq_contexts[rng_below(&p->rng, ARRAY_SIZE(irq_contexts))];
+		rec = claim_post(st, per_cpu * cpus);
+		if (!rec)
+			break;
+		p->ret = test_producer_send_from(tp, __atomic_load_n(&ch->fd, __ATOMIC_ACQUIRE),
+						 context, p->all_cpus, rec->cookie,
+						 per_cpu, batch, &pr);
+		/*
+		 * The consumer closed the fd, or its number went to a file
+		 * that is not an asyncfd: nothing was posted.
+		 */
+		if (p->ret == -EBADF || p->ret == -EINVAL) {
+			p->ret = 0;
+			p->stale_fd++;
+			continue;
+		}
+		if (p->ret)
+			break;
+		if (pr.stored + pr.refused != rec->count ||
+		    (pr.error && pr.error != -EBADFD)) {
+			p->ret = -EPROTO;
+			break;
+		}
+		rec->stored = pr.stored;
+		rec->refused = pr.refused;
+		rec->error = pr.error;
+		__atomic_fetch_add(&st->posted, rec->count, __ATOMIC_RELAXED);
+		p->posts++;
+		/* Mostly refused: give the consumers a moment to catch up. */
+		if (pr.refused > pr.stored)
+			usleep(rng_below(&p->rng, 2000));
+	}
+	if (tp >= 0)
+		close(tp);
+	__atomic_fetch_sub(&st->producing, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+FIXTURE(stress) {
+	struct stress st;
+	long long vmpin_base;
+	long memlock_base;
+	uint64_t seed;
+};
+
+FIXTURE_SETUP(stress)
+{
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	self->seed = env_knob("ASYNCFD_STRESS_SEED", mono_ns());
+	ksft_print_msg("seed %llu (ASYNCFD_STRESS_SEED replays the choices)\n",
+		       (unsigned long long)self->seed);
+
+	/* Without CAP_IPC_LOCK, rings are charged to our locked_vm. */
+	ASSERT_EQ(0, set_ipc_lock(false));
+	self->vmpin_base = vmpin_now_kb();
+	ASSERT_LE(0, self->vmpin_base);
+	self->memlock_base = memlock_headroom(PROBE_MEMLOCK_PAGES);
+	ASSERT_LT(0, self->memlock_base);
+	ASSERT_EQ(0, set_memlock_pages(STRESS_MEMLOCK_PAGES));
+
+	self->st.seen = calloc(MAX_COOKIES, 1);
+	self->st.posts = calloc(MAX_POSTS, sizeof(*self->st.posts));
+	ASSERT_NE(NULL, self->st.seen);
+	ASSERT_NE(NULL, self->st.posts);
+	self->st.nr_cpus = get_nprocs();
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+	free(self->st.seen);
+	free(self->st.posts);
+}
+
+/* Pinned memory is back: VmPin, and the user's locked_vm. */
+static void expect_unpinned(struct __test_metadata *_metadata,
+			    long long vmpin_base, long memlock_base)
+{
+	int64_t deadline = mono_ns() + 2 * NSEC_PER_SEC;
+
+	/* A producer's last reference may drop just after our close. */
+	while (vmpin_now_kb() != vmpin_base && mono_ns() < deadline)
+		usleep(10000);
+	EXPECT_EQ(vmpin_base, vmpin_now_kb());
+	EXPECT_EQ(memlock_base, memlock_headroom(PROBE_MEMLOCK_PAGES));
+}
+
+struct tally {
+	uint64_t delivered, refused, lost, dup, phantom;
+	uint64_t refused_clean;		/* by posts that saw no close */
+};
+
+/* Check every post's cookies against what the producer reported. */
+static void tally_posts(const struct stress *st, struct tally *t)
+{
+	uint32_t nr = st->nr_posts < MAX_POSTS ? st->nr_posts : MAX_POSTS;
+	uint32_t i, j;
+
+	memset(t, 0, sizeof(*t));
+	for (i = 0; i < nr; i++) {
+		const struct post_record *rec = &st->posts[i];
+		uint32_t once = 0;
+
+		for (j = 0; j < rec->count; j++) {
+			uint8_t seen = st->seen[rec->cookie - 1 + j];
+
+			once += seen > 0;
+			t->dup += seen > 1 ? seen - 1 : 0;
+		}
+		t->delivered += once;
+		t->refused += rec->refused;
+		if (!rec->error)
+			t->refused_clean += rec->refused;
+		/* Stored but never reaped; or reaped though refused. */
+		if (once < rec->stored)
+			t->lost += rec->stored - once;
+		else
+			t->phantom += once - rec->stored;
+	}
+}
+
+TEST_F_TIMEOUT(stress, every_cookie_once_while_rings_churn, 150)
+{
+	struct stress *st = &self->st;
+	uint64_t target = env_knob("ASYNCFD_STRESS_RESULTS", 1000000);
+	int64_t start = mono_ns();
+	int64_t deadline = start + env_knob("ASYNCFD_STRESS_SECONDS", 80) * NSEC_PER_SEC;
+	int64_t enough = start + env_knob("ASYNCFD_STRESS_MIN_SECONDS", 20) * NSEC_PER_SEC;
+	uint64_t swaps = 0, reopens = 0, overflow = 0, reaped = 0, garbled = 0;
+	uint64_t stale_fd = 0;
+	struct tally t;
+	unsigned int i;
+
+	for (i = 0; i < NR_CHANNELS; i++) {
+		struct channel *ch = &st->channels[i];
+
+		ch->st = st;
+		ch->rng = self->seed + 1000 + i;
+		ASSERT_EQ(0, channel_open(ch));
+		ASSERT_EQ(0, pthread_create(&ch->thread, NULL, consumer_run, ch));
+	}
+	st->producing = NR_PRODUCERS;
+	for (i = 0; i < NR_PRODUCERS; i++) {
+		struct producer *p = &st->producers[i];
+
+		p->st = st;
+		p->rng = self->seed + i;
+		/* The last producer posts from every CPU at once. */
+		p->all_cpus = i == ARRAY_SIZE(contexts);
+		p->context = p->all_cpus ? "all" : contexts[i];
+		ASSERT_EQ(0, pthread_create(&p->thread, NULL, producer_run, p));
+	}
+
+	/* Producers stop early only on an error, which the joins report. */
+	while ((__atomic_load_n(&st->posted, __ATOMIC_RELAXED) < target ||
+		mono_ns() < enough) &&
+	       __atomic_load_n(&st->producing, __ATOMIC_ACQUIRE) == NR_PRODUCERS &&
+	       mono_ns() < deadline)
+		usleep(50000);
+	__atomic_store_n(&st->stop, true, __ATOMIC_RELEASE);
+	for (i = 0; i < NR_PRODUCERS; i++) {
+		struct producer *p = &st->producers[i];
+
+		ASSERT_EQ(0, pthread_join(p->thread, NULL));
+		EXPECT_EQ(0, p->ret) TH_LOG("producer %s", p->context);
+		EXPECT_LT(0, p->posts) TH_LOG("producer %s", p->context);
+		stale_fd += p->stale_fd;
+	}
+	__atomic_store_n(&st->drain, true, __ATOMIC_RELEASE);
+	for (i = 0; i < NR_CHANNELS; i++) {
+		struct channel *ch = &st->channels[i];
+
+		ASSERT_EQ(0, pthread_join(ch->thread, NULL));
+		EXPECT_EQ(0, ch->ret);
+		swaps += ch->swaps;
+		reopens += ch->reopens;
+		overflow += ch->overflow;
+		reaped += ch->reaped;
+		garbled += ch->garbled;
+	}
+
+	tally_posts(st, &t);
+	ksft_print_msg("results %llu delivered %llu refused %llu lost %llu dup %llu\n",
+		       (unsigned long long)st->posted,
+		       (unsigned long long)t.delivered,
+		       (unsigned long long)t.refused,
+		       (unsigned long long)t.lost, (unsigned long long)t.dup);
+	ksft_print_msg("posts %u swaps %llu reopens %llu stale-fd %llu overflow %llu\n",
+		       st->nr_posts, (unsigned long long)swaps,
+		       (unsigned long long)reopens, (unsigned long long)stale_fd,
+		       (unsigned long long)overflow);
+	ksft_print_msg("phantom %llu stray %llu garbled %llu seconds %.1f\n",
+		       (unsigned long long)t.phantom,
+		       (unsigned long long)st->stray,
+		       (unsigned long long)garbled,
+		       (mono_ns() - start) / (double)NSEC_PER_SEC);
+	fflush(stdout);
+
+	EXPECT_LE(target, st->posted);
+	EXPECT_EQ(st->posted, t.delivered + t.refused);
+	EXPECT_EQ(reaped, t.delivered + t.dup + st->stray);
+	EXPECT_EQ(0, t.lost);
+	EXPECT_EQ(0, t.dup);
+	EXPECT_EQ(0, t.phantom);
+	EXPECT_EQ(0, st->stray);
+	EXPECT_EQ(0, garbled);
+	/*
+	 * overflow counts refusals for lack of room; refused also counts
+	 * those after a close, which a post can meet part way through.
+	 */
+	EXPECT_LE(t.refused_clean, overflow);
+	EXPECT_GE(t.refused, overflow);
+	/* The run did what it is for. */
+	EXPECT_LT(0, swaps);
+	EXPECT_LT(0, reopens);
+	EXPECT_LT(0, t.delivered);
+	expect_unpinned(_metadata, self->vmpin_base, self->memlock_base);
+}
+
+/*
+ * Hostile userspace.  Each ring lives in a mapping laid out as
+ *
+ *	guard | canary | header page | entry pages | canary | guard
+ *
+ * with the header mid-page and the last entries short of the page end,
+ * so that canary bytes share pages with everything the kernel pins.
+ * Guards are PROT_NONE; at the end they must still be untouched zeroes.
+ */
+#define HOSTILE_ENTRY_PAGES	4
+#define HOSTILE_HDR_OFFSET	2048
+#define HOSTILE_SLACK		3	/* canary entries after the ring */
+#define HOSTILE_PAGES		(5 + HOSTILE_ENTRY_PAGES)
+
+struct hostile_region {
+	char *base;
+	struct asyncfd_uring *hdr;
+	struct asyncfd_result *entries;
+	unsigned int size;
+};
+
+static size_t page_size(void)
+{
+	return getpagesize();
+}
+
+static uint8_t canary_byte(const struct hostile_region *r, const char *p)
+{
+	size_t off = p - r->base;
+
+	return 0xa5 ^ (off * 31) ^ (off >> 8);
+}
+
+static bool in_ring(const struct hostile_region *r, const char *p)
+{
+	const char *hdr = (const char *)r->hdr;
+	const char *entries = (const char *)r->entries;
+
+	return (p >= hdr && p < hdr + sizeof(*r->hdr)) ||
+	       (p >= entries && p < entries + r->size * sizeof(*r->entries));
+}
+
+/* Canary every byte of the inner pages [@first, @last) outside the ring. */
+static void canary_fill(struct hostile_region *r, size_t first, size_t last)
+{
+	char *p;
+
+	for (p = r->base + first * page_size(); p < r->base + last * page_size(); p++)
+		if (!in_ring(r, p))
+			*p = canary_byte(r, p);
+}
+
+/* Bytes outside the ring that are not what we left there. */
+static size_t canary_damage(const struct hostile_region *r)
+{
+	const char *p;
+	size_t bad = 0;
+
+	for (p = r->base + page_size(); p < r->base + (HOSTILE_PAGES - 1) * page_size(); p++)
+		if (!in_ring(r, p) && (uint8_t)*p != canary_byte(r, p))
+			bad++;
+	return bad;
+}
+
+/* A clean ring header, as asyncfd() accepts it. */
+static void hostile_reset(struct hostile_region *r)
+{
+	memset(r->entries, 0, r->size * sizeof(*r->entries));
+	memset(r->hdr, 0, sizeof(*r->hdr));
+	r->hdr->ptr = (uintptr_t)r->entries;
+	r->hdr->size = r->size;
+}
+
+static int hostile_map(struct hostile_region *r)
+{
+	size_t page = page_size();
+
+	r->base = mmap(NULL, HOSTILE_PAGES * page, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (r->base == MAP_FAILED)
+		return -errno;
+	if (mprotect(r->base + page, (HOSTILE_PAGES - 2) * page,
+		     PROT_READ | PROT_WRITE))
+		return -errno;
+	r->hdr = (struct asyncfd_uring *)(r->base + 2 * page + HOSTILE_HDR_OFFSET);
+	r->entries = (struct asyncfd_result *)(r->base + 3 * page);
+	r->size = HOSTILE_ENTRY_PAGES * page / sizeof(*r->entries) - HOSTILE_SLACK;
+	canary_fill(r, 1, HOSTILE_PAGES - 1);
+	hostile_reset(r);
+	return 0;
+}
+
+/* Guard pages still zero: made readable for the look, then not again. */
+static bool guards_untouched(const struct hostile_region *r)
+{
+	size_t page = page_size(), i;
+	const char *guard;
+
+	for (guard = r->base; guard < r->base + HOSTILE_PAGES * page;
+	     guard += (HOSTILE_PAGES - 1) * page) {
+		if (mprotect((void *)guard, page, PROT_READ))
+			return false;
+		for (i = 0; i < page; i++)
+			if (guard[i])
+				return false;
+	}
+	return true;
+}
+
+/*
+ * Replace the pages from @first to @last with fresh ones: the kernel
+ * keeps its pinned old pages, which we no longer see, and must not touch
+ * the new ones outside what we write.
+ */
+static int hostile_remap(struct hostile_region *r, size_t first, size_t last)
+{
+	size_t page = page_size();
+	void *at = r->base + first * page;
+
+	if (munmap(at, (last - first) * page))
+		return -errno;
+	if (mmap(at, (last - first) * page, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != at)
+		return -errno;
+	canary_fill(r, first, last);
+	return 0;
+}
+
+struct hostile {
+	struct hostile_region regions[2];
+	int fd;
+	bool stop;
+	uint64_t rng;
+	uint64_t scribbles, remaps, swaps, swaps_refused;
+	int ret;
+};
+
+static void scribble_once(struct hostile *h, struct hostile_region *r)
+{
+	uint64_t val = rng_next(&h->rng);
+
+	switch (rng_below(&h->rng, 8)) {
+	case 0:
+		r->hdr->iuser = val;
+		break;
+	case 1:
+		r->hdr->ikernel = val;
+		break;
+	case 2:
+		r->hdr->overflow = val;
+		break;
+	case 3:
+		r->hdr->ptr = rng_one_in(&h->rng, 2) ? val : (uintptr_t)r->base;
+		break;
+	case 4:
+		r->hdr->size = val;
+		break;
+	case 5:
+		/* Busy slots make the kernel refuse; free ones let it store. */
+		r->entries[val % r->size].cookie = rng_one_in(&h->rng, 2) ? 0 : val;
+		break;
+	case 6:
+		/* Consume as a sloppy reader would: skip ahead, free a slot. */
+		r->entries[r->hdr->iuser % r->size].cookie = 0;
+		r->hdr->iuser = (r->hdr->iuser + 1 + val % 8) % r->size;
+		break;
+	case 7:
+		memset(r->entries, rng_one_in(&h->rng, 2) ? 0 : (int)val,
+		       r->size * sizeof(*r->entries));
+		break;
+	}
+	h->scribbles++;
+}
+
+static void *scribbler_run(void *arg)
+{
+	struct hostile *h = arg;
+	unsigned int cur = 0;
+
+	while (!h->ret && !__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+		struct hostile_region *r = &h->regions[cur];
+
+		if (rng_one_in(&h->rng, 200)) {
+			/* The header page, the entries, or both. */
+			size_t first = rng_one_in(&h->rng, 2) ? 2 : 3;
+			size_t last = rng_one_in(&h->rng, 2) ? 3 : HOSTILE_PAGES - 2;
+
+			if (last <= first)
+				last = HOSTILE_PAGES - 2;
+			h->ret = hostile_remap(r, first, last);
+			h->remaps++;
+		} else if (rng_one_in(&h->rng, 100)) {
+			/* Move to the other ring, which may be garbage too. */
+			struct hostile_region *next = &h->regions[!cur];
+
+			if (rng_one_in(&h->rng, 4))
+				hostile_reset(next);
+			if (sys_asyncfd(h->fd, next->hdr, 0) == h->fd) {
+				cur = !cur;
+				h->swaps++;
+			} else if (errno == EINVAL || errno == EFAULT) {
+				h->swaps_refused++;
+			} else {
+				h->ret = -errno;
+			}
+		} else {
+			scribble_once(h, r);
+		}
+	}
+	return NULL;
+}
+
+struct steady_producer {
+	int fd;
+	const char *context;
+	bool all_cpus;
+	bool *stop;
+	uint64_t cookie;	/* next cookie, from a range of its own */
+	uint64_t posted, stored, refused;
+	int ret;
+	pthread_t thread;
+};
+
+/* Post again and again into @fd, whose ring is not our business. */
+static void *steady_run(void *arg)
+{
+	struct steady_producer *p = arg;
+	unsigned int cpus = p->all_cpus ? get_nprocs() : 1;
+	int tp = test_producer_open();
+
+	p->ret = tp < 0 ? tp : 0;
+	while (!p->ret && !__atomic_load_n(p->stop, __ATOMIC_ACQUIRE)) {
+		struct post_result pr;
+
+		p->ret = test_producer_send_from(tp, p->fd, p->context,
+						 p->all_cpus, p->cookie, 256,
+						 16, &pr);
+		if (p->ret)
+			break;
+		if (pr.error || pr.stored + pr.refused != 256 * cpus)
+			p->ret = -EPROTO;
+		p->cookie += 256 * cpus;
+		p->posted += 256 * cpus;
+		p->stored += pr.stored;
+		p->refused += pr.refused;
+	}
+	if (tp >= 0)
+		close(tp);
+	return NULL;
+}
+
+FIXTURE(hostile) {
+	struct hostile h;
+	struct asyncfd_ring witness;
+	long long vmpin_base;
+	uint64_t seed;
+};
+
+FIXTURE_SETUP(hostile)
+{
+	unsigned int i;
+
+	if (!test_producer_available())
+		SKIP(return, NO_PRODUCER);
+	self->seed = env_knob("ASYNCFD_STRESS_SEED", mono_ns());
+	ksft_print_msg("seed %llu (ASYNCFD_STRESS_SEED replays the choices)\n",
+		       (unsigned long long)self->seed);
+	self->vmpin_base = vmpin_now_kb();
+	self->h.rng = self->seed;
+	for (i = 0; i < ARRAY_SIZE(self->h.regions); i++)
+		ASSERT_EQ(0, hostile_map(&self->h.regions[i]));
+	self->h.fd = sys_asyncfd(-1, self->h.regions[0].hdr, 0);
+	ASSERT_LE(0, self->h.fd);
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->witness, 4096, 0));
+}
+
+FIXTURE_TEARDOWN(hostile)
+{
+	unsigned int i;
+
+	if (self->h.fd >= 0)
+		close(self->h.fd);
+	asyncfd_ring_exit(&self->witness);
+	for (i = 0; i < ARRAY_SIZE(self->h.regions); i++)
+		if (self->h.regions[i].base)
+			munmap(self->h.regions[i].base, HOSTILE_PAGES * page_size());
+}
+
+/* Reap the witness ring: cookies in order from 1, each once. */
+static uint64_t witness_reap(struct asyncfd_ring *ring, uint64_t *next,
+			     uint64_t *bad)
+{
+	struct asyncfd_result res[128];
+	unsigned int n, i;
+	uint64_t got = 0;
+
+	while ((n = asyncfd_reap(ring, res, ARRAY_SIZE(res)))) {
+		for (i = 0; i < n; i++) {
+			/* Producers take turns, so only increasing per ring. */
+			if (res[i].cookie < *next)
+				(*bad)++;
+			*next = res[i].cookie + 1;
+		}
+		got += n;
+	}
+	return got;
+}
+
+TEST_F_TIMEOUT(hostile, scribbling_stays_inside_the_ring, 90)
+{
+	int64_t end = mono_ns() + env_knob("ASYNCFD_HOSTILE_SECONDS", 10) * NSEC_PER_SEC;
+	struct steady_producer hp[ARRAY_SIZE(contexts) + 1] = {};
+	struct steady_producer witness_p = {};
+	struct asyncfd_ring clean;
+	pthread_t scribbler;
+	uint64_t witness_got = 0, witness_next = 0, witness_bad = 0;
+	uint64_t posted = 0;
+	bool stop = false;
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(hp); i++) {
+		hp[i].fd = self->h.fd;
+		hp[i].all_cpus = i == ARRAY_SIZE(contexts);
+		hp[i].context = hp[i].all_cpus ? "hardirq" : contexts[i];
+		hp[i].stop = &stop;
+		hp[i].cookie = 1 + ((uint64_t)i << 40);
+		ASSERT_EQ(0, pthread_create(&hp[i].thread, NULL, steady_run, &hp[i]));
+	}
+	/* One producer, so the witness sees its cookies in order. */
+	witness_p.fd = self->witness.fd;
+	witness_p.context = "hardirq";
+	witness_p.stop = &stop;
+	witness_p.cookie = 1;
+	ASSERT_EQ(0, pthread_create(&witness_p.thread, NULL, steady_run, &witness_p));
+	ASSERT_EQ(0, pthread_create(&scribbler, NULL, scribbler_run, &self->h));
+
+	while (mono_ns() < end) {
+		struct pollfd pfd = { .fd = self->witness.fd, .events = POLLIN };
+
+		poll(&pfd, 1, 10);
+		witness_got += witness_reap(&self->witness, &witness_next, &witness_bad);
+	}
+	__atomic_store_n(&stop, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&self->h.stop, true, __ATOMIC_RELEASE);
+	ASSERT_EQ(0, pthread_join(scribbler, NULL));
+	for (i = 0; i < ARRAY_SIZE(hp); i++) {
+		ASSERT_EQ(0, pthread_join(hp[i].thread, NULL));
+		EXPECT_EQ(0, hp[i].ret) TH_LOG("producer %s", hp[i].context);
+		posted += hp[i].posted;
+	}
+	ASSERT_EQ(0, pthread_join(witness_p.thread, NULL));
+	EXPECT_EQ(0, witness_p.ret);
+	witness_got += witness_reap(&self->witness, &witness_next, &witness_bad);
+
+	ksft_print_msg("hostile posted %llu scribbles %llu remaps %llu\n",
+		       (unsigned long long)posted,
+		       (unsigned long long)self->h.scribbles,
+		       (unsigned long long)self->h.remaps);
+	ksft_print_msg("hostile swaps %llu refused-swaps %llu\n",
+		       (unsigned long long)self->h.swaps,
+		       (unsigned long long)self->h.swaps_refused);
+	ksft_print_msg("witness results %llu delivered %llu lost %llu dup %llu\n",
+		       (unsigned long long)witness_p.posted,
+		       (unsigned long long)witness_got,
+		       (unsigned long long)(witness_p.stored - witness_got),
+		       (unsigned long long)witness_bad);
+	fflush(stdout);
+	EXPECT_EQ(0, self->h.ret);
+	EXPECT_LT(0, self->h.remaps);
+	EXPECT_LT(0, self->h.swaps);
+	EXPECT_LT(0, posted);
+	EXPECT_EQ(witness_p.stored, witness_got);
+	EXPECT_EQ(0, witness_bad);
+	EXPECT_LT(0, witness_got);
+	for (i = 0; i < ARRAY_SIZE(self->h.regions); i++) {
+		EXPECT_EQ(0, canary_damage(&self->h.regions[i])) TH_LOG("region %u", i);
+		EXPECT_TRUE(guards_untouched(&self->h.regions[i])) TH_LOG("region %u", i);
+	}
+
+	/* The asyncfd still works once it has a sane ring again. */
+	ASSERT_EQ(0, asyncfd_ring_map(&clean, 1024));
+	ASSERT_EQ(self->h.fd, sys_asyncfd(self->h.fd, clean.hdr, 0));
+	clean.fd = self->h.fd;
+	self->h.fd = -1;
+	witness_next = 0;
+	witness_bad = 0;
+	{
+		struct post_result pr;
+
+		ASSERT_EQ(0, test_producer_post(clean.fd, "process", 1, 1000, 64, &pr));
+		EXPECT_EQ(1000, pr.stored);
+		EXPECT_EQ(1000, witness_reap(&clean, &witness_next, &witness_bad));
+		EXPECT_EQ(1001, witness_next);
+		EXPECT_EQ(0, witness_bad);
+	}
+	asyncfd_ring_exit(&clean);
+	asyncfd_ring_exit(&self->witness);
+	for (i = 0; i < ARRAY_SIZE(self->h.regions); i++) {
+		munmap(self->h.regions[i].base, HOSTILE_PAGES * page_size());
+		self->h.regions[i].base = NULL;
+	}
+	EXPECT_EQ(self->vmpin_base, vmpin_now_kb());
+}
+
+TEST_HARNESS_MAIN

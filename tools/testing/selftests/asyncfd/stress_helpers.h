@@ -1,0 +1,166 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the stress test and the fuzzer share: time budgets, knobs from
+ * the environment, a seeded random generator, and the two views of
+ * pinned memory that must come back to where they started: VmPin of the
+ * process and the locked_vm of the user, which only shows through
+ * RLIMIT_MEMLOCK.
+ */
+#ifndef __STRESS_HELPERS_H
+#define __STRESS_HELPERS_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+
+#include "asyncfd_ring.h"
+
+#define NSEC_PER_SEC	1000000000LL
+
+static inline int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+/* @name from the environment as a number, or @fallback if unset. */
+static inline unsigned long long env_knob(const char *name,
+					  unsigned long long fallback)
+{
+	const char *text = getenv(name);
+	char *end;
+	unsigned long long val;
+
+	if (!text || !*text)
+		return fallback;
+	errno = 0;
+	val = strtoull(text, &end, 0);
+	return errno || *end ? fallback : val;
+}
+
+/*
+ * splitmix64: small, fast and good enough to pick actions, and its whole
+ * state is one number, so a seed replays a run.
+ */
+static inline uint64_t rng_next(uint64_t *state)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [0, @bound), @bound > 0. */
+static inline uint64_t rng_below(uint64_t *state, uint64_t bound)
+{
+	return rng_next(state) % bound;
+}
+
+/* True with probability 1 / @n. */
+static inline bool rng_one_in(uint64_t *state, uint64_t n)
+{
+	return rng_below(state, n) == 0;
+}
+
+/* VmPin of this process in kB, or -1. */
+static inline long long vmpin_now_kb(void)
+{
+	char line[128];
+	long long kb = -1;
+	FILE *status = fopen("/proc/self/status", "re");
+
+	if (!status)
+		return -1;
+	while (fgets(line, sizeof(line), status))
+		if (sscanf(line, "VmPin: %lld kB", &kb) == 1)
+			break;
+	fclose(status);
+	return kb;
+}
+
+/*
+ * Set or clear CAP_IPC_LOCK in the effective set of the calling thread,
+ * and so of the threads it creates later.  Without it, asyncfd charges
+ * rings to the user's locked_vm; 0 or -errno.
+ */
+static inline int set_ipc_lock(bool on)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct caps[_LINUX_CAPABILITY_U32S_3];
+	unsigned int i = CAP_TO_INDEX(CAP_IPC_LOCK);
+
+	if (syscall(SYS_capget, &hdr, caps))
+		return -errno;
+	if (on)
+		caps[i].effective |= CAP_TO_MASK(CAP_IPC_LOCK);
+	else
+		caps[i].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+	return syscall(SYS_capset, &hdr, caps) ? -errno : 0;
+}
+
+static inline int set_memlock_pages(unsigned long pages)
+{
+	struct rlimit rl;
+
+	rl.rlim_cur = pages * getpagesize();
+	rl.rlim_max = rl.rlim_cur;
+	return setrlimit(RLIMIT_MEMLOCK, &rl) ? -errno : 0;
+}
+
+/* Whether a ring that pins exactly @pages pages registers now. */
+static inline bool ring_of_pages_fits(unsigned long pages)
+{
+	unsigned int per_page = getpagesize() / sizeof(struct asyncfd_result);
+	struct asyncfd_ring ring;
+	bool fits;
+
+	/* asyncfd_ring_map() gives the header a page of its own. */
+	if (asyncfd_ring_map(&ring, (pages - 1) * per_page))
+		return false;
+	ring.fd = sys_asyncfd(-1, ring.hdr, 0);
+	fits = ring.fd >= 0;
+	asyncfd_ring_exit(&ring);
+	return fits;
+}
+
+/*
+ * How many pages the user may still pin under a RLIMIT_MEMLOCK of
+ * @limit pages: @limit less the user's locked_vm, which the kernel does
+ * not show otherwise.  Needs CAP_IPC_LOCK off; leaves the limit at
+ * @limit.  Returns -errno if the limit cannot be set.
+ */
+static inline long memlock_headroom(unsigned long limit)
+{
+	unsigned long lo = 1, hi = limit;	/* fits(lo), !fits(hi + 1) */
+	int err = set_memlock_pages(limit);
+
+	if (err)
+		return err;
+	if (!ring_of_pages_fits(2))
+		return 0;
+	lo = 2;
+	while (lo < hi) {
+		unsigned long mid = lo + (hi - lo + 1) / 2;
+
+		if (ring_of_pages_fits(mid))
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+#endif /* __STRESS_HELPERS_H */
