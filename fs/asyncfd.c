@@ -68,6 +68,8 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n)
 {
 	struct asyncfd_ring *ring = &ctx->ring;
+	struct asyncfd_result *entries;
+	u32 size, tail, iuser;
 	unsigned long flags;
 	int i, stored = 0;
 
@@ -78,14 +80,24 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			return -EINVAL;
 
 	spin_lock_irqsave(&ctx->wqh.lock, flags);
-	if (unlikely(!ring->entries)) {
+	entries = ring->entries;
+	if (unlikely(!entries)) {
 		stored = -EBADFD;
 		goto out;
 	}
+	/*
+	 * Local copies: the compiler must assume that the stores into the
+	 * entries below may change *ring, and reload it every time.  iuser
+	 * is read once a call: userspace only moves it towards our tail,
+	 * so an older value only means less room.
+	 */
+	size = ring->size;
+	tail = ring->tail;
+	iuser = READ_ONCE(ring->hdr->iuser);
 	for (; stored < n; stored++) {
 		const struct asyncfd_result *res = &results[stored];
-		struct asyncfd_result *slot = &ring->entries[ring->tail];
-		u32 next = ring->tail + 1 == ring->size ? 0 : ring->tail + 1;
+		struct asyncfd_result *slot = &entries[tail];
+		u32 next = tail + 1 == size ? 0 : tail + 1;
 
 		/*
 		 * The consumer clears a cookie with release semantics once it
@@ -93,22 +105,22 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		 * it cleared, and that control dependency keeps them after
 		 * the consumer's copy, as in the perf ring buffer.
 		 */
-		if (READ_ONCE(slot->cookie) ||
-		    next == READ_ONCE(ring->hdr->iuser))
+		if (READ_ONCE(slot->cookie) || next == iuser)
 			break;
 		WRITE_ONCE(slot->obj, res->obj);
 		WRITE_ONCE(slot->res, res->res);
 		WRITE_ONCE(slot->res2, res->res2);
 		WRITE_ONCE(slot->cookie, res->cookie);
-		ring->tail = next;
+		tail = next;
 	}
 	if (stored < n) {
 		ring->overflow += n - stored;
 		WRITE_ONCE(ring->hdr->overflow, ring->overflow);
 	}
 	if (stored) {
+		ring->tail = tail;
 		/* Pairs with the consumer's acquire of ikernel. */
-		smp_store_release(&ring->hdr->ikernel, ring->tail);
+		smp_store_release(&ring->hdr->ikernel, tail);
 		/* Waiters queue themselves under wqh.lock, which we hold. */
 		if (waitqueue_active(&ctx->wqh))
 			wake_up_locked_poll(&ctx->wqh, EPOLLIN);
