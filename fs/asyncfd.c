@@ -47,6 +47,8 @@ struct asyncfd_ctx {
 	/* wqh.lock protects @ring, whose @entries is NULL once released */
 	wait_queue_head_t wqh;
 	struct asyncfd_ring ring;
+	/* pollers were woken, and none has polled since; under wqh.lock */
+	bool woken;
 };
 
 /**
@@ -121,9 +123,18 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		ring->tail = tail;
 		/* Pairs with the consumer's acquire of ikernel. */
 		smp_store_release(&ring->hdr->ikernel, tail);
-		/* Waiters queue themselves under wqh.lock, which we hold. */
-		if (waitqueue_active(&ctx->wqh))
+		/*
+		 * Waiters queue themselves under wqh.lock, which we hold.
+		 * Every waiter polls before it sleeps again, and an epoll set
+		 * polls each file it reports, so a waiter that polled since
+		 * the last wake is woken now, and one that did not is still
+		 * awake or has the file on its ready list: a second wake
+		 * would only run every epoll callback again for nothing.
+		 */
+		if (!ctx->woken && waitqueue_active(&ctx->wqh)) {
+			ctx->woken = true;
 			wake_up_locked_poll(&ctx->wqh, EPOLLIN);
+		}
 	}
 out:
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
@@ -317,8 +328,13 @@ static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 
 	poll_wait(file, &ctx->wqh, wait);
 
-	/* The lock keeps a concurrent swap from unmapping the header. */
+	/*
+	 * The lock keeps a concurrent swap from unmapping the header, and
+	 * orders us with producers: a result added after this check wakes
+	 * us, as we have polled since the last wake.
+	 */
 	spin_lock_irq(&ctx->wqh.lock);
+	ctx->woken = false;
 	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
 		events = EPOLLIN | EPOLLRDNORM;
 	spin_unlock_irq(&ctx->wqh.lock);
@@ -483,6 +499,7 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 		return -ENOMEM;
 	kref_init(&ctx->kref);
 	init_waitqueue_head(&ctx->wqh);
+	ctx->woken = false;
 	err = asyncfd_ring_init(&ctx->ring, urng);
 	if (err)
 		goto free_ctx;
