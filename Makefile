@@ -7,8 +7,8 @@ export KSRC ACCEL JOBS FLAVOUR TIMEOUT V CCACHE_DIR
 
 STAGE := harness/stage
 
-.PHONY: all run check shell lint deps source tree config build userspace \
-	clean distclean
+.PHONY: all run check shell lint bench deps source tree config build \
+	userspace clean distclean
 
 all: run
 
@@ -35,6 +35,14 @@ check: lint userspace
 
 shell: userspace
 	@harness/boot shell
+
+# Always the bench flavour, whose objects live beside the debug ones: the
+# figures land in build/bench/ as a markdown table and a plot.
+bench:
+	@$(MAKE) --no-print-directory userspace FLAVOUR=bench
+	@FLAVOUR=bench $(STAGE) boot bench
+	@FLAVOUR=bench harness/verdict build/logs/bench.log
+	@$(STAGE) bench-report
 
 # checkpatch, kernel-doc, sparse and W=1 on what the series adds.
 lint: config

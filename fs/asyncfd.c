@@ -47,6 +47,8 @@ struct asyncfd_ctx {
 	/* wqh.lock protects @ring, whose @entries is NULL once released */
 	wait_queue_head_t wqh;
 	struct asyncfd_ring ring;
+	/* pollers were woken, and none has polled since; under wqh.lock */
+	bool woken;
 };
 
 /**
@@ -68,6 +70,8 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n)
 {
 	struct asyncfd_ring *ring = &ctx->ring;
+	struct asyncfd_result *entries;
+	u32 size, tail, iuser;
 	unsigned long flags;
 	int i, stored = 0;
 
@@ -78,14 +82,24 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			return -EINVAL;
 
 	spin_lock_irqsave(&ctx->wqh.lock, flags);
-	if (unlikely(!ring->entries)) {
+	entries = ring->entries;
+	if (unlikely(!entries)) {
 		stored = -EBADFD;
 		goto out;
 	}
+	/*
+	 * Local copies: the compiler must assume that the stores into the
+	 * entries below may change *ring, and reload it every time.  iuser
+	 * is read once a call: userspace only moves it towards our tail,
+	 * so an older value only means less room.
+	 */
+	size = ring->size;
+	tail = ring->tail;
+	iuser = READ_ONCE(ring->hdr->iuser);
 	for (; stored < n; stored++) {
 		const struct asyncfd_result *res = &results[stored];
-		struct asyncfd_result *slot = &ring->entries[ring->tail];
-		u32 next = ring->tail + 1 == ring->size ? 0 : ring->tail + 1;
+		struct asyncfd_result *slot = &entries[tail];
+		u32 next = tail + 1 == size ? 0 : tail + 1;
 
 		/*
 		 * The consumer clears a cookie with release semantics once it
@@ -93,25 +107,34 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		 * it cleared, and that control dependency keeps them after
 		 * the consumer's copy, as in the perf ring buffer.
 		 */
-		if (READ_ONCE(slot->cookie) ||
-		    next == READ_ONCE(ring->hdr->iuser))
+		if (READ_ONCE(slot->cookie) || next == iuser)
 			break;
 		WRITE_ONCE(slot->obj, res->obj);
 		WRITE_ONCE(slot->res, res->res);
 		WRITE_ONCE(slot->res2, res->res2);
 		WRITE_ONCE(slot->cookie, res->cookie);
-		ring->tail = next;
+		tail = next;
 	}
 	if (stored < n) {
 		ring->overflow += n - stored;
 		WRITE_ONCE(ring->hdr->overflow, ring->overflow);
 	}
 	if (stored) {
+		ring->tail = tail;
 		/* Pairs with the consumer's acquire of ikernel. */
-		smp_store_release(&ring->hdr->ikernel, ring->tail);
-		/* Waiters queue themselves under wqh.lock, which we hold. */
-		if (waitqueue_active(&ctx->wqh))
+		smp_store_release(&ring->hdr->ikernel, tail);
+		/*
+		 * Waiters queue themselves under wqh.lock, which we hold.
+		 * Every waiter polls before it sleeps again, and an epoll set
+		 * polls each file it reports, so a waiter that polled since
+		 * the last wake is woken now, and one that did not is still
+		 * awake or has the file on its ready list: a second wake
+		 * would only run every epoll callback again for nothing.
+		 */
+		if (!ctx->woken && waitqueue_active(&ctx->wqh)) {
+			ctx->woken = true;
 			wake_up_locked_poll(&ctx->wqh, EPOLLIN);
+		}
 	}
 out:
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
@@ -305,8 +328,13 @@ static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 
 	poll_wait(file, &ctx->wqh, wait);
 
-	/* The lock keeps a concurrent swap from unmapping the header. */
+	/*
+	 * The lock keeps a concurrent swap from unmapping the header, and
+	 * orders us with producers: a result added after this check wakes
+	 * us, as we have polled since the last wake.
+	 */
 	spin_lock_irq(&ctx->wqh.lock);
+	ctx->woken = false;
 	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
 		events = EPOLLIN | EPOLLRDNORM;
 	spin_unlock_irq(&ctx->wqh.lock);
@@ -471,6 +499,7 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 		return -ENOMEM;
 	kref_init(&ctx->kref);
 	init_waitqueue_head(&ctx->wqh);
+	ctx->woken = false;
 	err = asyncfd_ring_init(&ctx->ring, urng);
 	if (err)
 		goto free_ctx;

@@ -176,17 +176,26 @@ static inline unsigned int asyncfd_reap(struct asyncfd_ring *ring,
 					struct asyncfd_result *out,
 					unsigned int max)
 {
+	struct asyncfd_result *entries = ring->entries;
+	unsigned int size = ring->size;
 	unsigned int head = ring->hdr->iuser;
 	unsigned int tail = __atomic_load_n(&ring->hdr->ikernel, __ATOMIC_ACQUIRE);
 	unsigned int n = 0;
 
+	/*
+	 * One pass, as asyncfd_advance() frees slots: copy a result, then
+	 * clear its cookie with release.  Each release store is also a
+	 * compiler barrier, hence the locals: anything read through @ring
+	 * would be read again for every result.
+	 */
 	while (head != tail && n < max) {
-		out[n++] = ring->entries[head];
-		if (++head == ring->size)
+		out[n++] = entries[head];
+		__atomic_store_n(&entries[head].cookie, 0, __ATOMIC_RELEASE);
+		if (++head == size)
 			head = 0;
 	}
 	if (n)
-		asyncfd_advance(ring, n);
+		__atomic_store_n(&ring->hdr->iuser, head, __ATOMIC_RELEASE);
 	return n;
 }
 

@@ -1000,6 +1000,42 @@ TEST_F(producer, epoll_edge_triggered_once_per_post)
 	close(ep);
 }
 
+/*
+ * A post wakes pollers only if one of them polled since the last wake.
+ * Any epoll set that reported the file polled it, so each set still
+ * sees an edge for every post after its own last report.
+ */
+TEST_F(producer, epoll_edge_triggered_edge_for_every_set)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	int first = epoll_create1(EPOLL_CLOEXEC);
+	int second = epoll_create1(EPOLL_CLOEXEC);
+	int fd = self->ring.fd;
+
+	ASSERT_GE(first, 0);
+	ASSERT_GE(second, 0);
+	ASSERT_EQ(0, epoll_ctl(first, EPOLL_CTL_ADD, fd, &ev));
+	ASSERT_EQ(0, epoll_ctl(second, EPOLL_CTL_ADD, fd, &ev));
+
+	post(_metadata, fd, "hardirq", 1, 1, 1, 1);
+	EXPECT_EQ(1, epoll_wait(first, &ev, 1, 0));
+
+	/* Not the ring going from empty to non-empty, yet an edge. */
+	post(_metadata, fd, "hardirq", 2, 1, 1, 1);
+	EXPECT_EQ(1, epoll_wait(first, &ev, 1, 0));
+	EXPECT_EQ(0, epoll_wait(first, &ev, 1, 0));
+	EXPECT_EQ(1, epoll_wait(second, &ev, 1, 0));
+	EXPECT_EQ(0, epoll_wait(second, &ev, 1, 0));
+
+	post(_metadata, fd, "hardirq", 3, 1, 1, 1);
+	EXPECT_EQ(1, epoll_wait(second, &ev, 1, 0));
+	EXPECT_EQ(1, epoll_wait(first, &ev, 1, 0));
+
+	expect_results(_metadata, &self->ring, 1, 3);
+	close(second);
+	close(first);
+}
+
 struct waiter {
 	int fd;
 	pid_t tid;
