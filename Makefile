@@ -48,6 +48,12 @@ bench:
 lint: config
 	@$(STAGE) lint
 
+# build/series: the patch series as posted, checked and built patch by
+# patch.
+.PHONY: series
+series: tree
+	@$(STAGE) series
+
 # Keep the unpacked source and the tree; drop what is built from them.
 clean:
 	rm -rf build/obj-* build/user-* build/initramfs-* build/logs
