@@ -24,16 +24,15 @@
 #include <linux/vmalloc.h>
 
 /*
- * A registered ring.  @size, @tail and @overflow are the kernel's own
- * copies: userspace can rewrite the header at any time, so nothing read
- * back from it ever selects the slot the kernel stores to.
+ * A registered ring.  @size and @tail are the kernel's own copies:
+ * userspace can rewrite the header at any time, so nothing read back
+ * from it ever selects the slot the kernel stores to.
  */
 struct asyncfd_ring {
 	struct asyncfd_uring *hdr;
 	struct asyncfd_result *entries;
 	u32 size;
 	u32 tail;
-	u32 overflow;
 	unsigned int nr_hdr_pages;
 	unsigned int nr_entry_pages;
 	struct page **hdr_pages;
@@ -47,8 +46,10 @@ struct asyncfd_ctx {
 	/* wqh.lock protects @ring, whose @entries is NULL once released */
 	wait_queue_head_t wqh;
 	struct asyncfd_ring ring;
-	/* pollers were woken, and none has polled since; under wqh.lock */
-	bool woken;
+	/* events pollers were woken for, none polled since; under wqh.lock */
+	__poll_t woken;
+	/* results refused since the file was created, for fdinfo */
+	u64 refused;
 };
 
 /**
@@ -58,9 +59,11 @@ struct asyncfd_ctx {
  * @n: number of results
  *
  * Stores as many of @results as the ring has room for, in order, and
- * wakes pollers.  Results that do not fit are added to the ring's
- * overflow counter, so the caller must deliver them some other way.
- * Never sleeps: callable from any context, hard interrupts included.
+ * wakes pollers.  Results that do not fit are added to the overflow
+ * count in the ring's header, which wakes pollers too: the caller must
+ * deliver those results some other way, where the consumer collects
+ * them once it has claimed the count.  Never sleeps: callable from any
+ * context, hard interrupts included.
  *
  * Return: the number of results stored, -EINVAL if @n is negative or a
  * cookie is zero (then nothing is stored), or -EBADFD once userspace
@@ -72,6 +75,7 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	struct asyncfd_ring *ring = &ctx->ring;
 	struct asyncfd_result *entries;
 	u32 size, tail, iuser;
+	__poll_t events = 0;
 	unsigned long flags;
 	int i, stored = 0;
 
@@ -115,26 +119,35 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		WRITE_ONCE(slot->cookie, res->cookie);
 		tail = next;
 	}
-	if (stored < n) {
-		ring->overflow += n - stored;
-		WRITE_ONCE(ring->hdr->overflow, ring->overflow);
-	}
 	if (stored) {
 		ring->tail = tail;
 		/* Pairs with the consumer's acquire of ikernel. */
 		smp_store_release(&ring->hdr->ikernel, tail);
+		events = EPOLLIN | EPOLLRDNORM;
+	}
+	if (stored < n) {
 		/*
-		 * Waiters queue themselves under wqh.lock, which we hold.
-		 * Every waiter polls before it sleeps again, and an epoll set
-		 * polls each file it reports, so a waiter that polled since
-		 * the last wake is woken now, and one that did not is still
-		 * awake or has the file on its ready list: a second wake
-		 * would only run every epoll callback again for nothing.
+		 * The consumer claims the count by exchanging it with 0, so
+		 * it must be a single atomic add: a plain store of our own
+		 * total would bring back refusals that were claimed already.
+		 * Only this slow path pays for the atomic.
 		 */
-		if (!ctx->woken && waitqueue_active(&ctx->wqh)) {
-			ctx->woken = true;
-			wake_up_locked_poll(&ctx->wqh, EPOLLIN);
-		}
+		atomic_add(n - stored, (atomic_t *)&ring->hdr->overflow);
+		ctx->refused += n - stored;
+		events = EPOLLIN | EPOLLRDNORM | EPOLLPRI;
+	}
+	/*
+	 * Waiters queue themselves under wqh.lock, which we hold.  Every
+	 * waiter polls before it sleeps again, and an epoll set polls each
+	 * file it reports, so a waiter that polled since the last wake is
+	 * woken now, and one that did not is still awake or has the file
+	 * on its ready list: a second wake for the same events would only
+	 * run every epoll callback again for nothing.  A refusal after a
+	 * store still wakes, for waiters that asked only for EPOLLPRI.
+	 */
+	if ((events & ~ctx->woken) && waitqueue_active(&ctx->wqh)) {
+		ctx->woken |= events;
+		wake_up_locked_poll(&ctx->wqh, events);
 	}
 out:
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
@@ -245,7 +258,7 @@ static int asyncfd_ring_init(struct asyncfd_ring *ring,
 		return -EINVAL;
 	if (copy_from_user(&uring, urng, sizeof(uring)))
 		return -EFAULT;
-	if (!uring.size || uring.size > ASYNCFD_MAX_ENTRIES ||
+	if (uring.size < 2 || uring.size > ASYNCFD_MAX_ENTRIES ||
 	    !IS_ALIGNED(uring.ptr, sizeof(u64)) ||
 	    uring.ikernel >= uring.size || uring.iuser != uring.ikernel ||
 	    uring.overflow)
@@ -330,13 +343,17 @@ static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 
 	/*
 	 * The lock keeps a concurrent swap from unmapping the header, and
-	 * orders us with producers: a result added after this check wakes
-	 * us, as we have polled since the last wake.
+	 * orders us with producers: a result stored or refused after this
+	 * check wakes us, as we have polled since the last wake.  Unclaimed
+	 * refusals make the file readable too, so that a consumer waiting
+	 * only for EPOLLIN learns of them; EPOLLPRI tells them apart.
 	 */
 	spin_lock_irq(&ctx->wqh.lock);
-	ctx->woken = false;
+	ctx->woken = 0;
 	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
 		events = EPOLLIN | EPOLLRDNORM;
+	if (READ_ONCE(ctx->ring.hdr->overflow))
+		events = EPOLLIN | EPOLLRDNORM | EPOLLPRI;
 	spin_unlock_irq(&ctx->wqh.lock);
 	return events;
 }
@@ -347,12 +364,14 @@ static void asyncfd_show_fdinfo(struct seq_file *m, struct file *file)
 	struct asyncfd_ctx *ctx = file->private_data;
 	u32 size, tail, iuser, overflow;
 	unsigned int nr_pages;
+	u64 refused;
 
 	spin_lock_irq(&ctx->wqh.lock);
 	size = ctx->ring.size;
 	tail = ctx->ring.tail;
 	iuser = READ_ONCE(ctx->ring.hdr->iuser);
-	overflow = ctx->ring.overflow;
+	overflow = READ_ONCE(ctx->ring.hdr->overflow);
+	refused = ctx->refused;
 	nr_pages = ctx->ring.nr_hdr_pages + ctx->ring.nr_entry_pages;
 	spin_unlock_irq(&ctx->wqh.lock);
 
@@ -360,9 +379,10 @@ static void asyncfd_show_fdinfo(struct seq_file *m, struct file *file)
 		   "asyncfd-size:\t%u\n"
 		   "asyncfd-tail:\t%u\n"
 		   "asyncfd-iuser:\t%u\n"
-		   "asyncfd-overflow:\t%u\n"
+		   "asyncfd-unclaimed:\t%u\n"
+		   "asyncfd-overflow:\t%llu\n"
 		   "asyncfd-pinned-pages:\t%u\n",
-		   size, tail, iuser, overflow, nr_pages);
+		   size, tail, iuser, overflow, refused, nr_pages);
 }
 #endif
 
@@ -499,7 +519,8 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 		return -ENOMEM;
 	kref_init(&ctx->kref);
 	init_waitqueue_head(&ctx->wqh);
-	ctx->woken = false;
+	ctx->woken = 0;
+	ctx->refused = 0;
 	err = asyncfd_ring_init(&ctx->ring, urng);
 	if (err)
 		goto free_ctx;

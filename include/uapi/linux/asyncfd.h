@@ -21,14 +21,20 @@
 
 /*
  * The ring header, in user memory, aligned to 8 bytes.  @iuser is
- * written by userspace only, @ikernel and @overflow by the kernel only.
+ * written by userspace only, @ikernel by the kernel only.  @overflow
+ * counts the results refused for lack of room that the consumer has not
+ * claimed yet: the kernel adds to it atomically, and the consumer claims
+ * them with an atomic exchange to 0, then collects that many from the
+ * producer's fallback (for kernel AIO, the aio ring).  The asyncfd polls
+ * readable while @overflow is not 0, with EPOLLPRI.  A ring has at least
+ * 2 entries, as one always stays empty.
  */
 struct asyncfd_uring {
 	__u64 ptr;		/* user address of struct asyncfd_result[size] */
 	__u32 iuser;		/* consumer index */
 	__u32 size;		/* number of entries */
 	__u32 ikernel;		/* producer index */
-	__u32 overflow;		/* results refused for lack of room */
+	__u32 overflow;		/* refused results, not yet claimed */
 };
 
 /*
