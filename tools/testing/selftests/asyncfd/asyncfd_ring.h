@@ -199,4 +199,21 @@ static inline unsigned int asyncfd_reap(struct asyncfd_ring *ring,
 	return n;
 }
 
+/*
+ * Claim the results the ring refused since the last claim, and return
+ * how many: the caller must now collect exactly that many from the
+ * producer's fallback (for KAIO, io_getevents(aio, n, n, ...), which
+ * never waits long: a refused completion is in the aio ring or on its
+ * way there).  The kernel adds to @overflow atomically, and the
+ * exchange to 0 takes each refusal exactly once.  The plain load first
+ * keeps the common case, nothing refused, free of an atomic operation;
+ * a refusal that it misses makes the fd readable again.
+ */
+static inline unsigned int asyncfd_claim_overflow(struct asyncfd_ring *ring)
+{
+	if (!__atomic_load_n(&ring->hdr->overflow, __ATOMIC_RELAXED))
+		return 0;
+	return __atomic_exchange_n(&ring->hdr->overflow, 0, __ATOMIC_ACQ_REL);
+}
+
 #endif /* __ASYNCFD_RING_H */
