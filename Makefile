@@ -3,12 +3,12 @@
 # Build a 6.12 kernel with asyncfd, boot it in QEMU and run the selftests.
 # Each target is one script in harness/; see README.md for the knobs.
 
-export KSRC ACCEL JOBS FLAVOUR TIMEOUT V CCACHE_DIR
+export KSRC ACCEL JOBS FLAVOUR TIMEOUT SILENCE V CCACHE_DIR
 
 STAGE := harness/stage
 
 .PHONY: all run check shell lint bench deps source tree config build \
-	userspace clean distclean
+	userspace selftest clean distclean
 
 all: run
 
@@ -29,12 +29,17 @@ run: userspace
 	@$(STAGE) boot run
 	@harness/verdict build/logs/run.log
 
+# The harness first proves on itself that a broken kernel fails fast.
 check: lint userspace
+	@$(STAGE) selftest
 	@$(STAGE) boot check
 	@harness/verdict build/logs/check.log
 
 shell: userspace
 	@harness/boot shell
+
+selftest: userspace
+	@$(STAGE) selftest
 
 # Always the bench flavour, whose objects live beside the debug ones: the
 # figures land in build/bench/ as a markdown table and a plot.
