@@ -20,6 +20,7 @@
 #include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 
 #include "asyncfd_ring.h"
 
@@ -31,6 +32,20 @@ static inline int64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * NSEC_PER_SEC + ts.tv_nsec;
+}
+
+/*
+ * Arm @tfd, a CLOCK_MONOTONIC timerfd, to fire once at @when on the
+ * mono_ns() clock; it reads as ready from then until armed again, so a
+ * consumer can end its wait there without a timeout.  0 or -errno.
+ */
+static inline int timerfd_at(int tfd, int64_t when)
+{
+	struct itimerspec its = {
+		.it_value = { when / NSEC_PER_SEC, when % NSEC_PER_SEC },
+	};
+
+	return timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) ? -errno : 0;
 }
 
 /* @name from the environment as a number, or @fallback if unset. */
