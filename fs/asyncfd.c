@@ -46,8 +46,6 @@ struct asyncfd_ctx {
 	/* wqh.lock protects @ring, whose @entries is NULL once released */
 	wait_queue_head_t wqh;
 	struct asyncfd_ring ring;
-	/* events pollers were woken for, none polled since; under wqh.lock */
-	__poll_t woken;
 	/* results refused since the file was created, for fdinfo */
 	u64 refused;
 };
@@ -132,23 +130,22 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		 * total would bring back refusals that were claimed already.
 		 * Only this slow path pays for the atomic.
 		 */
+		BUILD_BUG_ON(sizeof_field(struct asyncfd_uring, overflow) !=
+			     sizeof(atomic_t) ||
+			     offsetof(struct asyncfd_uring, overflow) %
+			     sizeof(atomic_t));
 		atomic_add(n - stored, (atomic_t *)&ring->hdr->overflow);
 		ctx->refused += n - stored;
 		events = EPOLLIN | EPOLLRDNORM | EPOLLPRI;
 	}
 	/*
-	 * Waiters queue themselves under wqh.lock, which we hold.  Every
-	 * waiter polls before it sleeps again, and an epoll set polls each
-	 * file it reports, so a waiter that polled since the last wake is
-	 * woken now, and one that did not is still awake or has the file
-	 * on its ready list: a second wake for the same events would only
-	 * run every epoll callback again for nothing.  A refusal after a
-	 * store still wakes, for waiters that asked only for EPOLLPRI.
+	 * Every store or refusal wakes, even waiters that were woken and
+	 * have not looked since: an io_uring multishot poll takes the events
+	 * from the wake and never polls again, and an EPOLLEXCLUSIVE waiter
+	 * that was woken may be busy with other files, while another sleeps.
 	 */
-	if ((events & ~ctx->woken) && waitqueue_active(&ctx->wqh)) {
-		ctx->woken |= events;
+	if (events && waitqueue_active(&ctx->wqh))
 		wake_up_locked_poll(&ctx->wqh, events);
-	}
 out:
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 	return stored;
@@ -344,12 +341,11 @@ static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 	/*
 	 * The lock keeps a concurrent swap from unmapping the header, and
 	 * orders us with producers: a result stored or refused after this
-	 * check wakes us, as we have polled since the last wake.  Unclaimed
-	 * refusals make the file readable too, so that a consumer waiting
-	 * only for EPOLLIN learns of them; EPOLLPRI tells them apart.
+	 * check wakes us.  Unclaimed refusals make the file readable too, so
+	 * that a consumer waiting only for EPOLLIN learns of them; EPOLLPRI
+	 * tells them apart.
 	 */
 	spin_lock_irq(&ctx->wqh.lock);
-	ctx->woken = 0;
 	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
 		events = EPOLLIN | EPOLLRDNORM;
 	if (READ_ONCE(ctx->ring.hdr->overflow))
@@ -519,7 +515,6 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 		return -ENOMEM;
 	kref_init(&ctx->kref);
 	init_waitqueue_head(&ctx->wqh);
-	ctx->woken = 0;
 	ctx->refused = 0;
 	err = asyncfd_ring_init(&ctx->ring, urng);
 	if (err)
