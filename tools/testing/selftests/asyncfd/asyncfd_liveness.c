@@ -21,6 +21,9 @@
  * Then plain stores across CPUs: no refusals, and the producer posts
  * its next small batch only once the consumer took the last, so the
  * consumer falls asleep and must be woken from the other CPU each time.
+ *
+ * Last, io_uring's multishot poll, a waiter that stays queued and never
+ * polls the file again: every batch must wake it, not only the first.
  */
 
 #define _GNU_SOURCE
@@ -39,6 +42,8 @@
 #include <sys/select.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
+
+#include <liburing.h>
 
 #include "../kselftest_harness.h"
 #include "asyncfd_ring.h"
@@ -894,6 +899,212 @@ TEST_F_TIMEOUT(liveness, stores_softirq, TEST_SECONDS)
 TEST_F_TIMEOUT(liveness, stores_hardirq, TEST_SECONDS)
 {
 	stores_tp(_metadata, variant->kind, "hardirq", TEST_PRODUCER_IN_HARDIRQ);
+}
+
+/*
+ * io_uring's multishot poll stays on the asyncfd's wait queue and posts
+ * a completion from each wake's key without calling ->poll again: a
+ * kernel that woke once until somebody polled would post for the first
+ * batch only.  Each round posts a batch into an empty ring, waits with
+ * no timeout for a completion, reaps the ring without any poll and
+ * takes the completions left, so that only the next batch can end the
+ * next wait.
+ * A watchdog fails the test when a completion never comes.
+ */
+#define URING_ENTRIES		8
+#define URING_RING		64
+#define URING_ROUNDS		50
+#define URING_MAX_BATCH		8
+#define URING_REFUSAL_ROUND	25
+/* More than the ring holds: it takes URING_RING - 1 and refuses the rest. */
+#define URING_OVERFILL		(URING_RING + 16)
+#define URING_POLL_TAG		1
+/* A round takes microseconds; below TEST()'s 30 s, the report is ours. */
+#define URING_WATCHDOG_SECONDS	20
+
+struct uring_watchdog {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	int fd;
+	/* Atomic: where the test is, for the report, and that it moves. */
+	unsigned int round;
+	const char *doing;
+	unsigned int steps;
+	unsigned int cqes;
+};
+
+static void uring_step(struct uring_watchdog *wd, unsigned int round, const char *doing)
+{
+	__atomic_store_n(&wd->round, round, __ATOMIC_RELAXED);
+	__atomic_store_n(&wd->doing, doing, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&wd->steps, 1, __ATOMIC_RELAXED);
+}
+
+/* The timed wait here is the watchdog's own: firing fails the test. */
+static void *uring_watchdog_main(void *arg)
+{
+	struct uring_watchdog *wd = arg;
+	int64_t last_change = mono_ns();
+	unsigned int last = 0, now;
+	struct pollfd pfd;
+	struct timespec ts;
+
+	pthread_mutex_lock(&wd->lock);
+	while (!wd->stop) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec++;
+		pthread_cond_timedwait(&wd->cond, &wd->lock, &ts);
+		now = __atomic_load_n(&wd->steps, __ATOMIC_RELAXED);
+		if (now != last) {
+			last = now;
+			last_change = mono_ns();
+			continue;
+		}
+		if (wd->stop ||
+		    mono_ns() - last_change < URING_WATCHDOG_SECONDS * NSEC_PER_SEC)
+			continue;
+		/*
+		 * A zero timeout, as this only reports: readable with no
+		 * completion posted means the poll request missed a wake.
+		 */
+		pfd = (struct pollfd){ .fd = wd->fd, .events = POLLIN | POLLPRI };
+		if (poll(&pfd, 1, 0) < 0)
+			pfd.revents = 0;
+		ksft_print_msg("stalled: round %u %s, after %u CQEs; the asyncfd polls %#x\n",
+			       __atomic_load_n(&wd->round, __ATOMIC_RELAXED),
+			       __atomic_load_n(&wd->doing, __ATOMIC_RELAXED),
+			       __atomic_load_n(&wd->cqes, __ATOMIC_RELAXED), pfd.revents);
+		ksft_print_msg("no io_uring completion for %d s\n", URING_WATCHDOG_SECONDS);
+		fflush(stdout);
+		fflush(stderr);
+		_exit(KSFT_FAIL);
+	}
+	pthread_mutex_unlock(&wd->lock);
+	return NULL;
+}
+
+/* The multishot poll, still armed; with POLLPRI only for a refusal. */
+static void uring_check_cqe(struct __test_metadata *_metadata,
+			    const struct io_uring_cqe *cqe, int pri)
+{
+	ASSERT_EQ(URING_POLL_TAG, cqe->user_data);
+	/* A negative res is an error, and the end of the request. */
+	ASSERT_LT(0, cqe->res) {
+		TH_LOG("poll completed with %s", strerror(-cqe->res));
+	}
+	ASSERT_EQ(POLLIN, cqe->res & POLLIN);
+	if (pri >= 0)
+		ASSERT_EQ(pri, cqe->res & POLLPRI);
+	ASSERT_NE(0, cqe->flags & IORING_CQE_F_MORE);
+}
+
+/* Not a liveness variant: one thread, and no CPU to pin. */
+TEST(io_uring_multishot_poll_sees_every_batch)
+{
+	struct uring_watchdog wd = { .fd = -1 };
+	struct asyncfd_result res[URING_RING];
+	unsigned int round, count, n, i, cqes = 0, extra = 0, claimed = 0;
+	struct io_uring_cqe *cqe;
+	struct io_uring_sqe *sqe;
+	pthread_condattr_t attr;
+	struct asyncfd_ring ring;
+	struct io_uring uring;
+	struct post_result out;
+	uint64_t cookie = 1;
+	long context_bit;
+	bool refusal;
+	int tp, ret;
+
+	ret = asyncfd_ring_setup(&ring, URING_RING, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		MISSING(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	if (!test_producer_available())
+		MISSING(return, NO_PRODUCER);
+	tp = test_producer_open();
+	ASSERT_LE(0, tp);
+	ret = io_uring_queue_init(URING_ENTRIES, &uring, 0);
+	if (ret == -ENOSYS)
+		MISSING(return, "io_uring not supported");
+	ASSERT_EQ(0, ret);
+
+	/* POLLPRI too: a completion reports only the events asked for. */
+	sqe = io_uring_get_sqe(&uring);
+	ASSERT_NE(NULL, sqe);
+	io_uring_prep_poll_multishot(sqe, ring.fd, POLLIN | POLLPRI);
+	io_uring_sqe_set_data64(sqe, URING_POLL_TAG);
+	ASSERT_EQ(1, io_uring_submit(&uring));
+	/* An empty ring: arming must not complete. */
+	ASSERT_EQ(-EAGAIN, io_uring_peek_cqe(&uring, &cqe));
+
+	wd.fd = ring.fd;
+	ASSERT_EQ(0, pthread_mutex_init(&wd.lock, NULL));
+	ASSERT_EQ(0, pthread_condattr_init(&attr));
+	ASSERT_EQ(0, pthread_condattr_setclock(&attr, CLOCK_MONOTONIC));
+	ASSERT_EQ(0, pthread_cond_init(&wd.cond, &attr));
+	ASSERT_EQ(0, pthread_create(&wd.thread, NULL, uring_watchdog_main, &wd));
+
+	for (round = 0; round < URING_ROUNDS; round++) {
+		refusal = round == URING_REFUSAL_ROUND;
+		count = refusal ? URING_OVERFILL : 1 + round % URING_MAX_BATCH;
+		context_bit = round % 2 ? TEST_PRODUCER_IN_HARDIRQ : TEST_PRODUCER_IN_TASK;
+
+		/* One batch, one call into the kernel, one wake. */
+		uring_step(&wd, round, "posts");
+		ASSERT_EQ(0, test_producer_send(tp, ring.fd, round % 2 ? "hardirq" : "process",
+						cookie, count, count, &out));
+		ASSERT_EQ(0, out.error);
+		ASSERT_EQ(count, out.stored + out.refused);
+		ASSERT_EQ(refusal ? URING_RING - 1 : count, out.stored);
+
+		uring_step(&wd, round, "waits for a CQE");
+		ASSERT_EQ(0, io_uring_wait_cqe(&uring, &cqe));
+		uring_check_cqe(_metadata, cqe, refusal ? POLLPRI : 0);
+		io_uring_cqe_seen(&uring, cqe);
+		__atomic_store_n(&wd.cqes, ++cqes, __ATOMIC_RELAXED);
+
+		uring_step(&wd, round, "reaps");
+		n = asyncfd_reap(&ring, res, ARRAY_SIZE(res));
+		ASSERT_EQ(out.stored, n);
+		for (i = 0; i < n; i++) {
+			ASSERT_EQ(cookie + i, res[i].cookie);
+			ASSERT_EQ(i, res[i].obj);
+			ASSERT_EQ(context_bit, res[i].res);
+		}
+		n = asyncfd_claim_overflow(&ring);
+		ASSERT_EQ(out.refused, n);
+		claimed += n;
+		cookie += count;
+
+		/*
+		 * Completions coalesce, and a kernel may post more than one
+		 * for a batch: take them all now, as the next round must
+		 * wait for a completion of its own.
+		 */
+		while (!io_uring_peek_cqe(&uring, &cqe)) {
+			uring_check_cqe(_metadata, cqe, -1);
+			io_uring_cqe_seen(&uring, cqe);
+			extra++;
+		}
+	}
+
+	pthread_mutex_lock(&wd.lock);
+	wd.stop = true;
+	pthread_cond_signal(&wd.cond);
+	pthread_mutex_unlock(&wd.lock);
+	ASSERT_EQ(0, pthread_join(wd.thread, NULL));
+
+	ksft_print_msg("%u rounds, %u CQEs waited for, %u more, %u refused and claimed\n",
+		       round, cqes, extra, claimed);
+	EXPECT_EQ(URING_OVERFILL - (URING_RING - 1), claimed);
+	/* The kernel's own count of refusals. */
+	EXPECT_EQ(claimed, fdinfo_refusals(ring.fd));
+	/* The poll request holds the file: cancel it before the close. */
+	io_uring_queue_exit(&uring);
+	close(tp);
+	asyncfd_ring_exit(&ring);
 }
 
 TEST_HARNESS_MAIN
