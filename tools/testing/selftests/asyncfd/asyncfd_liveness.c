@@ -182,23 +182,6 @@ static void live_fail_unlocked(struct live *lv, const char *what, int error)
 	pthread_mutex_unlock(&lv->lock);
 }
 
-static long long fdinfo_refusals(int fd)
-{
-	long long val = -1;
-	char path[64], line[128];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "asyncfd-overflow: %lld", &val) == 1)
-			break;
-	fclose(f);
-	return val;
-}
-
 /* A read's completion, from the asyncfd ring or the aio ring; lock held. */
 static void kaio_seen(struct live *lv, uint64_t cookie, uint64_t obj, int64_t res)
 {
@@ -708,7 +691,7 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 	pthread_mutex_unlock(&lv->wd_lock);
 	ASSERT_EQ(0, pthread_join(lv->watchdog, NULL));
 
-	refusals = fdinfo_refusals(lv->ring.fd);
+	refusals = fdinfo_refused(lv->ring.fd);
 	ksft_print_msg("%llu via ring, %llu claimed, %lld refusals, %.2f s\n",
 		       (unsigned long long)lv->via_ring, (unsigned long long)lv->claimed,
 		       refusals, lv->seconds);
@@ -1100,7 +1083,7 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 		       round, cqes, extra, claimed);
 	EXPECT_EQ(URING_OVERFILL - (URING_RING - 1), claimed);
 	/* The kernel's own count of refusals. */
-	EXPECT_EQ(claimed, fdinfo_refusals(ring.fd));
+	EXPECT_EQ(claimed, fdinfo_refused(ring.fd));
 	/* The poll request holds the file: cancel it before the close. */
 	io_uring_queue_exit(&uring);
 	close(tp);

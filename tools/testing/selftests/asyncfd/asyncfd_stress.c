@@ -188,24 +188,6 @@ static unsigned int channel_retire(struct channel *ch, struct asyncfd_ring *ring
 	return n;
 }
 
-/* The kernel's total of what @fd refused, from fdinfo; -1 if unknown. */
-static long long fdinfo_overflow(int fd)
-{
-	char path[64], line[128];
-	long long total = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "asyncfd-overflow: %lld", &total) == 1)
-			break;
-	fclose(f);
-	return total;
-}
-
 static int channel_open(struct channel *ch)
 {
 	int err = asyncfd_ring_setup(&ch->ring, random_ring_size(&ch->rng), 0);
@@ -335,7 +317,7 @@ static void *consumer_run(void *arg)
 	if (ch->ring.fd >= 0) {
 		channel_reap(ch, &ch->ring);
 		ch->fd_claimed += channel_claim(ch, &ch->ring);
-		ch->fd_refused = fdinfo_overflow(ch->ring.fd);
+		ch->fd_refused = fdinfo_refused(ch->ring.fd);
 		close(ch->ring.fd);
 		ch->ring.fd = -1;
 	}

@@ -88,6 +88,24 @@ static inline bool rng_one_in(uint64_t *state, uint64_t n)
 	return rng_below(state, n) == 0;
 }
 
+/* The kernel's total of the results @fd refused, from fdinfo; -1 if unknown. */
+static inline long long fdinfo_refused(int fd)
+{
+	char path[64], line[128];
+	long long total = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "asyncfd-overflow: %lld", &total) == 1)
+			break;
+	fclose(f);
+	return total;
+}
+
 /* VmPin of this process in kB, or -1. */
 static inline long long vmpin_now_kb(void)
 {
