@@ -88,38 +88,35 @@ static inline bool rng_one_in(uint64_t *state, uint64_t n)
 	return rng_below(state, n) == 0;
 }
 
-/* The kernel's total of the results @fd refused, from fdinfo; -1 if unknown. */
-static inline long long fdinfo_refused(int fd)
+/* The number that @format, "key: %lld", reads from a line of @path, or -1. */
+static inline long long proc_number(const char *path, const char *format)
 {
-	char path[64], line[128];
-	long long total = -1;
-	FILE *f;
+	long long val = -1;
+	char line[128];
+	FILE *f = fopen(path, "re");
 
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "asyncfd-overflow: %lld", &total) == 1)
+		if (sscanf(line, format, &val) == 1)
 			break;
 	fclose(f);
-	return total;
+	return val;
+}
+
+/* The kernel's total of the results @fd refused, from fdinfo; -1 if unknown. */
+static inline long long fdinfo_refused(int fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	return proc_number(path, "asyncfd-overflow: %lld");
 }
 
 /* VmPin of this process in kB, or -1. */
 static inline long long vmpin_now_kb(void)
 {
-	char line[128];
-	long long kb = -1;
-	FILE *status = fopen("/proc/self/status", "re");
-
-	if (!status)
-		return -1;
-	while (fgets(line, sizeof(line), status))
-		if (sscanf(line, "VmPin: %lld kB", &kb) == 1)
-			break;
-	fclose(status);
-	return kb;
+	return proc_number("/proc/self/status", "VmPin: %lld kB");
 }
 
 /*
