@@ -282,7 +282,7 @@ static void expect_results(struct __test_metadata *_metadata,
 	struct asyncfd_result *res = calloc(count + 1, sizeof(*res));
 	unsigned int i, n;
 
-	ASSERT_NE(NULL, res);
+	ASSERT_TRUE(res != NULL);
 	n = reap_all(ring, res, count + 1);
 	ASSERT_EQ(count, n);
 	for (i = 0; i < n; i++)
@@ -782,7 +782,7 @@ FIXTURE_SETUP(bad_ring)
 
 	self->area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, self->area);
+	ASSERT_TRUE(self->area != MAP_FAILED);
 	ASSERT_EQ(0, munmap(self->area + 2 * page, page));
 
 	hdr.ptr = (uintptr_t)place(self->area, variant->entries, 1,
@@ -864,7 +864,7 @@ TEST(vmpin_counts_header_across_pages)
 
 	area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, area);
+	ASSERT_TRUE(area != MAP_FAILED);
 	/* ptr in page 0, the rest in page 1; the entries in page 2. */
 	hdr = (struct asyncfd_uring *)(area + page - sizeof(hdr->ptr));
 	hdr->ptr = (uintptr_t)(area + 2 * page);
@@ -1909,7 +1909,7 @@ static void cage_map(struct __test_metadata *_metadata, struct cage *cage)
 	ASSERT_GE(page, CAGE_OFFSET + bytes + 8);
 	area = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_NE(MAP_FAILED, area);
+	ASSERT_TRUE(area != MAP_FAILED);
 	memset(area, CANARY, 4 * page);
 	cage->area = area;
 	cage->len = 4 * page;
