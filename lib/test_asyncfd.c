@@ -36,6 +36,7 @@
 #include <linux/hrtimer.h>
 #include <linux/kthread.h>
 #include <linux/module.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/workqueue.h>
@@ -83,7 +84,12 @@ struct test_asyncfd_job {
 	struct asyncfd_result results[TEST_ASYNCFD_MAX_BATCH];
 };
 
+/*
+ * Per open file.  The lock runs the file's commands one at a time, so
+ * that a read never sees the totals of one command mixed with another's.
+ */
 struct test_asyncfd_report {
+	struct mutex lock;	/* held by each read() and write() */
 	u32 stored;
 	u32 refused;
 	int error;
@@ -317,7 +323,9 @@ static int test_asyncfd_run_all(struct test_asyncfd_job *proto,
 		if (!ret)
 			started++;
 	}
-	*report = (struct test_asyncfd_report){};
+	report->stored = 0;
+	report->refused = 0;
+	report->error = 0;
 	for (i = 0; i < started; i++) {
 		test_asyncfd_wait(&jobs[i], context);
 		report->stored += jobs[i].stored;
@@ -368,13 +376,19 @@ static int test_asyncfd_open(struct inode *inode, struct file *file)
 	struct test_asyncfd_report *report;
 
 	report = kzalloc(sizeof(*report), GFP_KERNEL);
+	if (!report)
+		return -ENOMEM;
+	mutex_init(&report->lock);
 	file->private_data = report;
-	return report ? 0 : -ENOMEM;
+	return 0;
 }
 
 static int test_asyncfd_release(struct inode *inode, struct file *file)
 {
-	kfree(file->private_data);
+	struct test_asyncfd_report *report = file->private_data;
+
+	mutex_destroy(&report->lock);
+	kfree(report);
 	return 0;
 }
 
@@ -385,10 +399,12 @@ static ssize_t test_asyncfd_read(struct file *file, char __user *buf,
 	char text[96];
 	int len;
 
+	mutex_lock(&report->lock);
 	len = scnprintf(text, sizeof(text),
 			"stored %u refused %u error %d ns %llu\n",
 			report->stored, report->refused, report->error,
 			report->elapsed_ns);
+	mutex_unlock(&report->lock);
 	return simple_read_from_buffer(buf, count, ppos, text, len);
 }
 
@@ -406,6 +422,7 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 	cmd = memdup_user_nul(buf, min_t(size_t, count, 128));
 	if (IS_ERR(cmd))
 		return PTR_ERR(cmd);
+	mutex_lock(&report->lock);
 	if (sscanf(cmd, "limit %u", &limit_count) == 1) {
 		ret = test_asyncfd_limit(report, limit_count);
 		if (!ret)
@@ -459,6 +476,7 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 free_job:
 	kfree(job);
 free_cmd:
+	mutex_unlock(&report->lock);
 	kfree(cmd);
 	return ret;
 }
