@@ -282,7 +282,7 @@ static void expect_results(struct __test_metadata *_metadata,
 	struct asyncfd_result *res = calloc(count + 1, sizeof(*res));
 	unsigned int i, n;
 
-	ASSERT_TRUE(res != NULL);
+	ASSERT_NE(NULL, res);
 	n = reap_all(ring, res, count + 1);
 	ASSERT_EQ(count, n);
 	for (i = 0; i < n; i++)
@@ -782,7 +782,7 @@ FIXTURE_SETUP(bad_ring)
 
 	self->area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(self->area != MAP_FAILED);
+	ASSERT_NE(MAP_FAILED, self->area);
 	ASSERT_EQ(0, munmap(self->area + 2 * page, page));
 
 	hdr.ptr = (uintptr_t)place(self->area, variant->entries, 1,
@@ -864,7 +864,7 @@ TEST(vmpin_counts_header_across_pages)
 
 	area = mmap(NULL, 3 * page, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(area != MAP_FAILED);
+	ASSERT_NE(MAP_FAILED, area);
 	/* ptr in page 0, the rest in page 1; the entries in page 2. */
 	hdr = (struct asyncfd_uring *)(area + page - sizeof(hdr->ptr));
 	hdr->ptr = (uintptr_t)(area + 2 * page);
@@ -1909,7 +1909,7 @@ static void cage_map(struct __test_metadata *_metadata, struct cage *cage)
 	ASSERT_GE(page, CAGE_OFFSET + bytes + 8);
 	area = mmap(NULL, 4 * page, PROT_READ | PROT_WRITE,
 		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	ASSERT_TRUE(area != MAP_FAILED);
+	ASSERT_NE(MAP_FAILED, area);
 	memset(area, CANARY, 4 * page);
 	cage->area = area;
 	cage->len = 4 * page;
@@ -2366,6 +2366,80 @@ TEST(close_during_post_loses_nothing)
 	for (c = 0; c < ARRAY_SIZE(contexts); c++)
 		TH_LOG("%s: %u posts cut short by the close", contexts[c], raced[c]);
 	TH_LOG("%u of %u posts cut short", total_raced, i);
+}
+
+#define SHARED_COUNT	2000
+#define SHARED_SECONDS	2
+
+struct shared_handle {
+	int tp;
+	int fd;
+	int ret;
+	unsigned int posts;	/* finished, the reader may count on them */
+	bool stop;
+};
+
+static void *shared_poster_run(void *arg)
+{
+	struct shared_handle *sh = arg;
+	long long end = now_ms() + SHARED_SECONDS * 1000;
+	struct post_result r;
+
+	while (!sh->ret && now_ms() < end) {
+		sh->ret = test_producer_send_from(sh->tp, sh->fd, "workqueue",
+						  true, 1, SHARED_COUNT, 1, &r);
+		__atomic_add_fetch(&sh->posts, 1, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&sh->stop, true, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * Two threads share one handle of the test producer: one posts from
+ * every CPU at once, the other reads the report all the while.  Every
+ * report it reads after a post finished must be a whole post's totals,
+ * never those of a post still adding its CPUs up.
+ */
+TEST(shared_producer_handle_reports_whole_posts)
+{
+	unsigned int total = SHARED_COUNT * get_nprocs(), reads = 0;
+	struct shared_handle sh = {};
+	struct asyncfd_ring ring;
+	pthread_t thread;
+
+	if (!test_producer_available())
+		MISSING(return, NO_PRODUCER);
+	ASSERT_EQ(0, asyncfd_ring_setup(&ring, 64, 0));
+	sh.fd = ring.fd;
+	sh.tp = test_producer_open();
+	ASSERT_LE(0, sh.tp);
+	ASSERT_EQ(0, pthread_create(&thread, NULL, shared_poster_run, &sh));
+	while (!__atomic_load_n(&sh.stop, __ATOMIC_ACQUIRE)) {
+		bool after_post = __atomic_load_n(&sh.posts, __ATOMIC_ACQUIRE);
+		unsigned int stored, refused;
+		int error, fields;
+		char buf[128];
+		ssize_t n;
+
+		n = pread(sh.tp, buf, sizeof(buf) - 1, 0);
+		ASSERT_LT(0, n);
+		buf[n] = '\0';
+		fields = sscanf(buf, "stored %u refused %u error %d", &stored,
+				&refused, &error);
+		ASSERT_EQ(3, fields);
+		if (!after_post)
+			continue;
+		reads++;
+		ASSERT_EQ(0, error);
+		ASSERT_EQ(total, stored + refused) {
+			TH_LOG("read %u: \"%s\"", reads, buf);
+		}
+	}
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	ASSERT_EQ(0, sh.ret);
+	TH_LOG("%u posts of %u, %u reports read", sh.posts, total, reads);
+	close(sh.tp);
+	asyncfd_ring_exit(&ring);
 }
 
 /* A ring big enough for every round, so that nothing is refused. */
