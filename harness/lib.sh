@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # Paths, knobs and helpers shared by the harness scripts. Sourced, not run.
-# The knobs (KSRC ACCEL JOBS FLAVOUR TIMEOUT V CCACHE_DIR) come from the
-# environment; the top-level Makefile exports them.
+# The knobs (KSRC ARCH ACCEL JOBS FLAVOUR TIMEOUT V CCACHE_DIR) come from
+# the environment; the top-level Makefile exports them.
 
 export LC_ALL=C
 # The kernel's make gets its own -j; do not inherit the caller's jobserver.
@@ -11,15 +11,33 @@ unset MAKEFLAGS MFLAGS MAKELEVEL
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HARNESS=$ROOT/harness
 BUILD=$ROOT/build
-LOGS=$BUILD/logs
 SRC=$BUILD/src
 TREE=$BUILD/linux
 
 FLAVOUR=${FLAVOUR:-debug}
 JOBS=${JOBS:-$(nproc)}
-OBJ=$BUILD/obj-$FLAVOUR
-USR=$BUILD/user-$FLAVOUR
-INITRAMFS=$BUILD/initramfs-$FLAVOUR.cpio.gz
+
+# The guest's architecture (ARCH): x86_64 builds with the host's
+# compiler, arm64 with Debian's cross compiler and the arm64 builds of
+# busybox, libaio and liburing, unpacked into SYSROOT (deps). The kernel's
+# makes see ARCH as the kernel names the source directory, x86 or arm64,
+# so that an x86 tinyconfig comes out as it always has. x86_64 keeps the
+# plain directory names.
+GUEST=${ARCH:-x86_64}
+case $GUEST in
+x86|x86_64)
+	GUEST=x86_64 ARCH=x86 CROSS_COMPILE= SUFFIX=
+	KIMAGE=arch/x86/boot/bzImage ;;
+arm64)	CROSS_COMPILE=aarch64-linux-gnu- SUFFIX=-arm64
+	KIMAGE=arch/arm64/boot/Image ;;
+*)	echo "ARCH must be x86_64 or arm64" >&2; exit 1 ;;
+esac
+export GUEST ARCH CROSS_COMPILE
+SYSROOT=$BUILD/sysroot$SUFFIX
+LOGS=$BUILD/logs$SUFFIX
+OBJ=$BUILD/obj-$FLAVOUR$SUFFIX
+USR=$BUILD/user-$FLAVOUR$SUFFIX
+INITRAMFS=$BUILD/initramfs-$FLAVOUR$SUFFIX.cpio.gz
 SELFTESTS=$TREE/tools/testing/selftests/asyncfd
 
 # The cache lives outside the clone; paths are hashed relative to the
@@ -47,8 +65,11 @@ die()
 # kmake ARGS...: the kernel's make on build/linux, objects in build/obj-*
 kmake()
 {
-	local cc=gcc
+	local cc=${CROSS_COMPILE}gcc hostcc=gcc
 
-	command -v ccache >/dev/null && cc="ccache gcc"
-	make -C "$TREE" O="$OBJ" CC="$cc" HOSTCC="$cc" "$@"
+	if command -v ccache >/dev/null; then
+		cc="ccache $cc"
+		hostcc="ccache $hostcc"
+	fi
+	make -C "$TREE" O="$OBJ" CC="$cc" HOSTCC="$hostcc" "$@"
 }
