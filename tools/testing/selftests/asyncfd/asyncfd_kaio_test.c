@@ -42,36 +42,64 @@ static unsigned int requests_per_depth(void)
 }
 
 /*
- * Sum of the per-CPU counts on the line of @file that starts with @key:
- * "BLOCK:" of /proc/softirqs counts block completion softirqs, "LOC:"
- * of /proc/interrupts the local timer interrupts that run hrtimers.
+ * Sum of the per-CPU counts that start at @p and end at the first word
+ * that is not a number, as on a line of /proc/interrupts or softirqs.
+ */
+static unsigned long long sum_counts(const char *p)
+{
+	unsigned long long sum = 0;
+	char *end;
+
+	for (;;) {
+		unsigned long long n = strtoull(p, &end, 10);
+
+		if (end == p)
+			return sum;
+		sum += n;
+		p = end;
+	}
+}
+
+/*
+ * The counts of the line of /proc/interrupts or /proc/softirqs that
+ * starts with "@key:" or, for an interrupt known by number, ends with
+ * " @key".  "BLOCK" of /proc/softirqs counts block completion softirqs;
+ * the local timer interrupts that run hrtimers are "LOC" on x86 and the
+ * per-CPU "arch_timer" interrupt on arm64.
  */
 static unsigned long long irq_count(const char *file, const char *key)
 {
 	unsigned long long sum = 0;
-	char line[4096], *p, *end;
+	size_t len = strlen(key);
+	char line[4096], *p, *colon;
 	FILE *f = fopen(file, "re");
 
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
-		p = line + strspn(line, " ");
-		if (strncmp(p, key, strlen(key)))
-			continue;
-		p += strlen(key);
-		for (;;) {
-			unsigned long long n = strtoull(p, &end, 10);
+		size_t n = strcspn(line, "\n");
 
-			if (end == p)
-				break;
-			sum += n;
-			p = end;
+		line[n] = '\0';
+		p = line + strspn(line, " ");
+		colon = strchr(p, ':');
+		if (!colon)
+			continue;
+		if ((colon == p + len && !strncmp(p, key, len)) ||
+		    (n > len && line[n - len - 1] == ' ' &&
+		     !strcmp(line + n - len, key))) {
+			sum = sum_counts(colon + 1);
+			break;
 		}
-		break;
 	}
 	fclose(f);
 	return sum;
 }
+
+#if defined(__aarch64__)
+#define TIMER_IRQ	"arch_timer"
+#else
+#define TIMER_IRQ	"LOC"
+#endif
 
 /*
  * Counts over a stretch of a test: irq_window_start() takes the
@@ -85,16 +113,16 @@ struct irq_window {
 
 static void irq_window_start(struct irq_window *w)
 {
-	w->block = irq_count("/proc/softirqs", "BLOCK:");
-	w->timer = irq_count("/proc/interrupts", "LOC:");
+	w->block = irq_count("/proc/softirqs", "BLOCK");
+	w->timer = irq_count("/proc/interrupts", TIMER_IRQ);
 	w->seconds = nullb_now();
 }
 
 static void irq_window_stop(struct irq_window *w)
 {
 	w->seconds = nullb_now() - w->seconds;
-	w->block = irq_count("/proc/softirqs", "BLOCK:") - w->block;
-	w->timer = irq_count("/proc/interrupts", "LOC:") - w->timer;
+	w->block = irq_count("/proc/softirqs", "BLOCK") - w->block;
+	w->timer = irq_count("/proc/interrupts", TIMER_IRQ) - w->timer;
 }
 
 /*
