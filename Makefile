@@ -3,7 +3,7 @@
 # Build a 6.12 kernel with asyncfd, boot it in QEMU and run the selftests.
 # Each target is one script in harness/; see README.md for the knobs.
 
-export KSRC ARCH ACCEL JOBS FLAVOUR TIMEOUT SILENCE V CCACHE_DIR
+export KSRC ARCH ACCEL JOBS FLAVOUR TIMEOUT SILENCE V CCACHE_DIR BENCH PROFILE
 
 STAGE := harness/stage
 ARCH ?= x86_64
@@ -70,12 +70,15 @@ selftest: userspace
 	@$(STAGE) selftest
 
 # Always the bench flavour, whose objects live beside the debug ones: the
-# figures land in build/bench/ as a markdown table and a plot.
+# figures land in build/bench/ as a markdown table and a plot. PROFILE=1
+# also counts the instructions of each profiled run by function, in
+# build/bench/profile.md.
 bench:
 	@$(MAKE) --no-print-directory userspace FLAVOUR=bench
 	@FLAVOUR=bench $(STAGE) boot bench
 	@FLAVOUR=bench harness/verdict build/logs/bench.log
 	@$(STAGE) bench-report
+	@if [ "$(PROFILE)" = 1 ]; then $(STAGE) profile-report; fi
 
 # checkpatch, kernel-doc, sparse and W=1 on what the series adds.
 lint: config

@@ -6,7 +6,8 @@
  * kaio:	4 KiB O_DIRECT reads from null_blk, completed inline
  *		(irqmode 0) or by a timer interrupt (irqmode 2), reaped by
  *		(a) io_getevents, (b) eventfd + epoll + read + io_getevents,
- *		(c) asyncfd + epoll + the ring, (d) io_uring (liburing).
+ *		(c) asyncfd + epoll + the ring, (c2) asyncfd + poll() +
+ *		the ring, (d) io_uring (liburing).
  * delivery:	the test producer posting batches into an asyncfd, next to
  *		the bare store loop timed by the same module, and to an
  *		eventfd signalled and read once per result.
@@ -22,12 +23,21 @@
  *
  * which harness/bench-report turns into a table and a plot.  Nothing is
  * judged here: the exit status says only whether every run completed.
+ *
+ * The arguments, or else the words of $ASYNCFD_BENCH (which "make bench
+ * BENCH=..." sets on the guest's command line, commas for spaces), name
+ * the parts to run: kaio, delivery, scale; all three when none of them
+ * is named.  "profile" runs a, c, c2 and d once more at irqmode 0 QD 32
+ * and irqmode 2 QD 1, each between two getppid() calls: QEMU's insncount
+ * plugin (harness/insncount.c, "make bench PROFILE=1") counts the
+ * instructions of every block between two such marks.
  */
 
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -118,6 +128,15 @@ static void wait_readable(int ep)
 	syscalls++;
 	if (epoll_wait(ep, &ev, 1, WAIT_MS) != 1)
 		die("epoll_wait: nothing within %d ms", WAIT_MS);
+}
+
+static void poll_readable(int fd)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+	syscalls++;
+	if (poll(&pfd, 1, WAIT_MS) != 1)
+		die("poll: nothing within %d ms", WAIT_MS);
 }
 
 static int epoll_for(int fd)
@@ -299,28 +318,34 @@ static void kaio_eventfd(struct kaio_bench *kb, aio_context_t ctx)
 }
 
 /*
- * (c) io_submit + asyncfd + epoll_wait + the ring.  The ring is looked
- * at before sleeping: a read that completed inline is there already
- * when io_submit returns.
+ * (c) io_submit + asyncfd + epoll_wait + the ring, or (c2) with poll()
+ * on the one fd instead of epoll.  The ring is looked at before
+ * sleeping: a read that completed inline is there already when
+ * io_submit returns.
  */
-static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx)
+static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx,
+			 bool use_poll)
 {
 	struct asyncfd_result results[MAX_DEPTH];
 	struct asyncfd_ring ring;
 	unsigned int i, n;
-	int ep, ret;
+	int ep = -1, ret;
 
 	ret = asyncfd_ring_setup(&ring, KAIO_RING_ENTRIES, ASYNCFD_CLOEXEC);
 	if (ret)
 		die("asyncfd: %s", strerror(-ret));
-	ep = epoll_for(ring.fd);
+	if (!use_poll)
+		ep = epoll_for(ring.fd);
 	for (i = 0; i < kb->depth; i++)
 		kaio_prep(kb, i, IOCB_FLAG_ASYNCFD, ring.fd);
 	kaio_start(kb, ctx);
 	while (kb->done < IOS_PER_RUN) {
 		n = asyncfd_reap(&ring, results, kb->depth);
 		if (!n) {
-			wait_readable(ep);
+			if (use_poll)
+				poll_readable(ring.fd);
+			else
+				wait_readable(ep);
 			continue;
 		}
 		for (i = 0; i < n; i++) {
@@ -331,7 +356,8 @@ static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx)
 	}
 	if (ring.hdr->overflow)
 		die("asyncfd refused %u completions", ring.hdr->overflow);
-	close(ep);
+	if (ep >= 0)
+		close(ep);
 	asyncfd_ring_exit(&ring);
 }
 
@@ -381,41 +407,39 @@ static void kaio_io_uring(struct kaio_bench *kb)
 	io_uring_queue_exit(&ring);
 }
 
-static const char kaio_methods[] = "abcd";
+static const char * const kaio_methods[] = { "a", "b", "c", "c2", "d" };
 
 /* ns per I/O of one run of @method; syscalls per I/O in @calls */
-static double kaio_run(struct kaio_bench *kb, char method, double *calls)
+static double kaio_run(struct kaio_bench *kb, const char *method,
+		       double *calls)
 {
+	bool aio = strcmp(method, "d");
 	aio_context_t ctx = 0;
 	uint64_t start;
 
-	if (method != 'd' && sys_io_setup(kb->depth, &ctx))
+	if (aio && sys_io_setup(kb->depth, &ctx))
 		die("io_setup: %s", strerror(errno));
 	syscalls = 0;
 	start = now_ns();
-	switch (method) {
-	case 'a':
+	if (!strcmp(method, "a"))
 		kaio_getevents(kb, ctx);
-		break;
-	case 'b':
+	else if (!strcmp(method, "b"))
 		kaio_eventfd(kb, ctx);
-		break;
-	case 'c':
-		kaio_asyncfd(kb, ctx);
-		break;
-	case 'd':
+	else if (!strcmp(method, "c"))
+		kaio_asyncfd(kb, ctx, false);
+	else if (!strcmp(method, "c2"))
+		kaio_asyncfd(kb, ctx, true);
+	else
 		kaio_io_uring(kb);
-		break;
-	}
 	start = now_ns() - start;
 	*calls = (double)syscalls / IOS_PER_RUN;
-	if (method != 'd')
+	if (aio)
 		sys_io_destroy(ctx);
 	return (double)start / IOS_PER_RUN;
 }
 
 static void bench_kaio_method(struct kaio_bench *kb, int irqmode,
-			      char method)
+			      const char *method)
 {
 	double runs[REPS], calls;
 	struct figure f;
@@ -425,7 +449,7 @@ static void bench_kaio_method(struct kaio_bench *kb, int irqmode,
 	for (r = 0; r < REPS; r++)
 		runs[r] = kaio_run(kb, method, &calls);
 	f = summarize(runs, REPS);
-	printf("bench: kaio %d %u %c %.0f %.0f %.0f %.2f\n", irqmode,
+	printf("bench: kaio %d %u %s %.0f %.0f %.0f %.2f\n", irqmode,
 	       kb->depth, method, f.min, f.median, f.max, calls);
 }
 
@@ -435,8 +459,7 @@ static void bench_kaio(void)
 	static const int irqmodes[] = { 0, 2 };
 	struct kaio_bench kb;
 	char name[32], dev[40];
-	const char *method;
-	unsigned int m, d;
+	unsigned int m, d, i;
 
 	if (posix_memalign((void **)&kb.bufs, IO_SIZE, MAX_DEPTH * IO_SIZE))
 		die("out of memory");
@@ -449,8 +472,9 @@ static void bench_kaio(void)
 			die("%s: %s", dev, strerror(errno));
 		for (d = 0; d < 2; d++) {
 			kb.depth = depths[d];
-			for (method = kaio_methods; *method; method++)
-				bench_kaio_method(&kb, irqmodes[m], *method);
+			for (i = 0; i < ARRAY_SIZE(kaio_methods); i++)
+				bench_kaio_method(&kb, irqmodes[m],
+						  kaio_methods[i]);
 		}
 		close(kb.fd);
 	}
@@ -459,8 +483,11 @@ static void bench_kaio(void)
 
 /* ---- delivery: the test producer posting into a ring ---- */
 
-/* The producer's own time for its last command, in ns. */
-static uint64_t producer_elapsed(int tp)
+/*
+ * The time the producer's last command spent in asyncfd_ctx_add_results()
+ * alone, or for "limit" in its copy loop, in ns.
+ */
+static uint64_t producer_call_ns(int tp)
 {
 	unsigned long long ns;
 	char buf[128];
@@ -469,8 +496,9 @@ static uint64_t producer_elapsed(int tp)
 	if (len <= 0)
 		die("read %s: %s", TEST_PRODUCER_PATH, strerror(errno));
 	buf[len] = '\0';
-	if (sscanf(buf, "stored %*u refused %*u error %*d ns %llu", &ns) != 1)
-		die("%s says \"%s\": no elapsed time", TEST_PRODUCER_PATH, buf);
+	if (sscanf(buf, "stored %*u refused %*u error %*d ns %*u call_ns %llu",
+		   &ns) != 1)
+		die("%s says \"%s\": no call time", TEST_PRODUCER_PATH, buf);
 	return ns;
 }
 
@@ -498,7 +526,7 @@ static struct delivery deliver(int tp, struct asyncfd_ring *ring,
 		if (test_producer_send(tp, ring->fd, "process", done + 1, round,
 				       batch, &pr) || pr.stored != round)
 			die("post of %u results stored %u", round, pr.stored);
-		post_ns += producer_elapsed(tp);
+		post_ns += producer_call_ns(tp);
 		start = now_ns();
 		n = asyncfd_reap(ring, out, round);
 		reap_ns += now_ns() - start;
@@ -536,21 +564,27 @@ static void bench_deliver(int tp, unsigned int entries, unsigned int batch,
 	print_figure(name, summarize(reap, REPS));
 }
 
-/* The bare store loop, per result, as the producer module times it. */
-static void bench_limit(int tp)
+/*
+ * The limit at @batch: the same results, prepared the same way, copied
+ * into a plain kernel buffer by the simplest loop, and timed as a post's
+ * calls are.
+ */
+static void bench_limit(int tp, unsigned int batch)
 {
-	char cmd[32];
+	char cmd[48], name[32];
 	double runs[REPS];
-	int len = snprintf(cmd, sizeof(cmd), "limit %u\n", RESULTS_PER_RUN);
+	int len = snprintf(cmd, sizeof(cmd), "limit %u %u\n", RESULTS_PER_RUN,
+			   batch);
 	int r;
 
 	for (r = -1; r < REPS; r++) {
 		if (write(tp, cmd, len) != len)
 			die("%s: limit: %s", TEST_PRODUCER_PATH, strerror(errno));
 		if (r >= 0)
-			runs[r] = (double)producer_elapsed(tp) / RESULTS_PER_RUN;
+			runs[r] = (double)producer_call_ns(tp) / RESULTS_PER_RUN;
 	}
-	print_figure("limit", summarize(runs, REPS));
+	snprintf(name, sizeof(name), "limit %u", batch);
+	print_figure(name, summarize(runs, REPS));
 }
 
 /*
@@ -619,7 +653,90 @@ static void bench_register(unsigned int entries)
 	print_figure(name, summarize(rel, REPS));
 }
 
-int main(void)
+static bool named(int argc, char **argv, const char *part)
+{
+	const char *env = getenv("ASYNCFD_BENCH");
+	char words[128], *word, *save;
+	int i;
+
+	if (argc > 1) {
+		for (i = 1; i < argc; i++)
+			if (!strcmp(argv[i], part))
+				return true;
+		return false;
+	}
+	snprintf(words, sizeof(words), "%s", env ? env : "");
+	for (word = strtok_r(words, ", ", &save); word;
+	     word = strtok_r(NULL, ", ", &save))
+		if (!strcmp(word, part))
+			return true;
+	return false;
+}
+
+static bool want(int argc, char **argv, const char *part)
+{
+	if (!strcmp(part, "profile"))
+		return named(argc, argv, part);
+	return named(argc, argv, part) ||
+	       !(named(argc, argv, "kaio") || named(argc, argv, "delivery") ||
+		 named(argc, argv, "scale"));
+}
+
+/* ---- profile: the instructions of one run, counted by QEMU ---- */
+
+static unsigned int marks;
+
+static void profile_mark(void)
+{
+	syscall(__NR_getppid);
+	marks++;
+}
+
+/*
+ * One warm-up run, then one run between two marks.  The window that the
+ * second mark closes is this run's; "profile-marks" at the end tells
+ * which of the plugin's windows that is, counting from its last.
+ */
+static void bench_profile(void)
+{
+	static const struct {
+		int irqmode;
+		unsigned int depth;
+	} points[] = { { 0, MAX_DEPTH }, { 2, 1 } };
+	static const char * const methods[] = { "a", "c", "c2", "d" };
+	struct kaio_bench kb;
+	char name[32], dev[40];
+	unsigned int p, m;
+	double ns, calls;
+
+	if (posix_memalign((void **)&kb.bufs, IO_SIZE, MAX_DEPTH * IO_SIZE))
+		die("out of memory");
+	for (p = 0; p < ARRAY_SIZE(points); p++) {
+		/* A disk of its own: a powered one takes no new irqmode. */
+		snprintf(name, sizeof(name), "profile_irqmode%d",
+			 points[p].irqmode);
+		nullb_create(name, points[p].irqmode);
+		snprintf(dev, sizeof(dev), "/dev/%s", name);
+		kb.fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
+		if (kb.fd < 0)
+			die("%s: %s", dev, strerror(errno));
+		kb.depth = points[p].depth;
+		for (m = 0; m < ARRAY_SIZE(methods); m++) {
+			kaio_run(&kb, methods[m], &calls);
+			profile_mark();
+			ns = kaio_run(&kb, methods[m], &calls);
+			profile_mark();
+			printf("bench: profile %d %u %s %u %d %.0f %.2f\n",
+			       points[p].irqmode, kb.depth, methods[m], marks,
+			       IOS_PER_RUN, ns, calls);
+		}
+		close(kb.fd);
+	}
+	free(kb.bufs);
+	printf("bench: profile-marks %u\n", marks);
+}
+
+int main(int argc, char **argv)
 {
 	static const unsigned int batches[] = { 1, 16, 64, 256 };
 	static const unsigned int rings[] = { 64, DELIVERY_RING_ENTRIES,
@@ -641,24 +758,34 @@ int main(void)
 		die("%s: %s", TEST_PRODUCER_PATH, strerror(-tp));
 
 	printf("# %d runs per figure: min median max, in guest ns\n", REPS);
-	printf("# kaio irqmode depth method ns/I/O, syscalls/I/O\n");
-	bench_kaio();
-	printf("# delivery batch ns/result, ring of %u\n",
-	       DELIVERY_RING_ENTRIES);
-	for (i = 0; i < ARRAY_SIZE(batches); i++) {
-		snprintf(label, sizeof(label), "delivery %u", batches[i]);
-		bench_deliver(tp, DELIVERY_RING_ENTRIES, batches[i], label);
+	if (want(argc, argv, "kaio")) {
+		printf("# kaio irqmode depth method ns/I/O, syscalls/I/O\n");
+		bench_kaio();
 	}
-	bench_limit(tp);
-	bench_eventfd();
-	printf("# scale entries ns/result at batch %d\n", SCALE_BATCH);
-	for (i = 0; i < ARRAY_SIZE(rings); i++) {
-		snprintf(label, sizeof(label), "scale %u", rings[i]);
-		bench_deliver(tp, rings[i], SCALE_BATCH, label);
+	if (want(argc, argv, "delivery")) {
+		printf("# delivery batch ns/result, ring of %u\n",
+		       DELIVERY_RING_ENTRIES);
+		for (i = 0; i < ARRAY_SIZE(batches); i++) {
+			snprintf(label, sizeof(label), "delivery %u",
+				 batches[i]);
+			bench_deliver(tp, DELIVERY_RING_ENTRIES, batches[i],
+				      label);
+			bench_limit(tp, batches[i]);
+		}
+		bench_eventfd();
 	}
-	printf("# register/release entries pages ns\n");
-	for (i = 0; i < ARRAY_SIZE(reg_sizes); i++)
-		bench_register(reg_sizes[i]);
+	if (want(argc, argv, "scale")) {
+		printf("# scale entries ns/result at batch %d\n", SCALE_BATCH);
+		for (i = 0; i < ARRAY_SIZE(rings); i++) {
+			snprintf(label, sizeof(label), "scale %u", rings[i]);
+			bench_deliver(tp, rings[i], SCALE_BATCH, label);
+		}
+		printf("# register/release entries pages ns\n");
+		for (i = 0; i < ARRAY_SIZE(reg_sizes); i++)
+			bench_register(reg_sizes[i]);
+	}
+	if (want(argc, argv, "profile"))
+		bench_profile();
 	close(tp);
 	return 0;
 }
