@@ -331,27 +331,70 @@ static int asyncfd_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
+/*
+ * Called under wqh.lock, which keeps a concurrent swap from unmapping the
+ * header, and orders us with producers: a result stored or refused after
+ * this check wakes us.  Unclaimed refusals make the file readable too, so
+ * that a consumer waiting only for EPOLLIN learns of them; EPOLLPRI tells
+ * them apart.
+ */
+static __poll_t asyncfd_events(struct asyncfd_ctx *ctx)
+{
+	if (READ_ONCE(ctx->ring.hdr->overflow))
+		return EPOLLIN | EPOLLRDNORM | EPOLLPRI;
+	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
 static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 {
 	struct asyncfd_ctx *ctx = file->private_data;
-	__poll_t events = 0;
+	__poll_t events;
 
 	poll_wait(file, &ctx->wqh, wait);
-
-	/*
-	 * The lock keeps a concurrent swap from unmapping the header, and
-	 * orders us with producers: a result stored or refused after this
-	 * check wakes us.  Unclaimed refusals make the file readable too, so
-	 * that a consumer waiting only for EPOLLIN learns of them; EPOLLPRI
-	 * tells them apart.
-	 */
 	spin_lock_irq(&ctx->wqh.lock);
-	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
-		events = EPOLLIN | EPOLLRDNORM;
-	if (READ_ONCE(ctx->ring.hdr->overflow))
-		events = EPOLLIN | EPOLLRDNORM | EPOLLPRI;
+	events = asyncfd_events(ctx);
 	spin_unlock_irq(&ctx->wqh.lock);
 	return events;
+}
+
+/*
+ * The cheapest way to wait for one asyncfd: no epoll item to call back,
+ * no poll table to set up and tear down.  Blocks until poll() would
+ * report the file readable, then returns the number of results waiting
+ * in the ring, which may be 0 when only refusals wait to be claimed.
+ */
+static ssize_t asyncfd_read(struct file *file, char __user *buf, size_t count,
+			    loff_t *ppos)
+{
+	struct asyncfd_ctx *ctx = file->private_data;
+	struct asyncfd_ring *ring = &ctx->ring;
+	u32 iuser;
+	u64 waiting;
+	int err = 0;
+
+	if (count < sizeof(waiting))
+		return -EINVAL;
+	spin_lock_irq(&ctx->wqh.lock);
+	if (!asyncfd_events(ctx)) {
+		if (file->f_flags & O_NONBLOCK)
+			err = -EAGAIN;
+		else
+			err = wait_event_interruptible_locked_irq(ctx->wqh,
+							asyncfd_events(ctx));
+	}
+	/* A hostile iuser at or past size reads as an empty ring. */
+	iuser = READ_ONCE(ring->hdr->iuser);
+	waiting = iuser >= ring->size ? 0 :
+		  ring->tail >= iuser ? ring->tail - iuser :
+		  ring->tail + ring->size - iuser;
+	spin_unlock_irq(&ctx->wqh.lock);
+	if (err)
+		return err;
+	if (put_user(waiting, (u64 __user *)buf))
+		return -EFAULT;
+	return sizeof(waiting);
 }
 
 #ifdef CONFIG_PROC_FS
@@ -388,6 +431,7 @@ static const struct file_operations asyncfd_fops = {
 #endif
 	.release	= asyncfd_release,
 	.poll		= asyncfd_poll,
+	.read		= asyncfd_read,
 	.llseek		= noop_llseek,
 };
 

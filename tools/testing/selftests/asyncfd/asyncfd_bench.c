@@ -7,7 +7,8 @@
  *		(irqmode 0) or by a timer interrupt (irqmode 2), reaped by
  *		(a) io_getevents, (b) eventfd + epoll + read + io_getevents,
  *		(c) asyncfd + epoll + the ring, (c2) asyncfd + poll() +
- *		the ring, (d) io_uring (liburing).
+ *		the ring, (c3) asyncfd + a blocking read() + the ring,
+ *		(d) io_uring (liburing).
  * delivery:	the test producer posting batches into an asyncfd, next to
  *		the bare store loop timed by the same module, and to an
  *		eventfd signalled and read once per result.
@@ -27,10 +28,10 @@
  * The arguments, or else the words of $ASYNCFD_BENCH (which "make bench
  * BENCH=..." sets on the guest's command line, commas for spaces), name
  * the parts to run: kaio, delivery, scale; all three when none of them
- * is named.  "profile" runs a, c, c2 and d once more at irqmode 0 QD 32
- * and irqmode 2 QD 1, each between two getppid() calls: QEMU's insncount
- * plugin (harness/insncount.c, "make bench PROFILE=1") counts the
- * instructions of every block between two such marks.
+ * is named.  "profile" runs a, c, c2, c3 and d once more at irqmode 0
+ * QD 32 and irqmode 2 QD 1, each between two getppid() calls: QEMU's
+ * insncount plugin (harness/insncount.c, "make bench PROFILE=1") counts
+ * the instructions of every block between two such marks.
  */
 
 #define _GNU_SOURCE
@@ -150,6 +151,15 @@ static void poll_readable(int fd)
 	syscalls++;
 	if (poll(&pfd, 1, -1) != 1)
 		die("poll: %s", strerror(errno));
+}
+
+static void read_readable(int fd)
+{
+	uint64_t waiting;
+
+	syscalls++;
+	if (read(fd, &waiting, sizeof(waiting)) != sizeof(waiting))
+		die("read asyncfd: %s", strerror(errno));
 }
 
 static int epoll_for(int fd)
@@ -330,14 +340,16 @@ static void kaio_eventfd(struct kaio_bench *kb, aio_context_t ctx)
 	close(efd);
 }
 
+enum asyncfd_wait { WAIT_EPOLL, WAIT_POLL, WAIT_READ };
+
 /*
- * (c) io_submit + asyncfd + epoll_wait + the ring, or (c2) with poll()
- * on the one fd instead of epoll.  The ring is looked at before
- * sleeping: a read that completed inline is there already when
- * io_submit returns.
+ * (c) io_submit + asyncfd + epoll_wait + the ring, (c2) with poll() on
+ * the one fd instead of epoll, (c3) with a blocking read() of it.  The
+ * ring is looked at before sleeping: a read that completed inline is
+ * there already when io_submit returns.
  */
 static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx,
-			 bool use_poll)
+			 enum asyncfd_wait wait)
 {
 	struct asyncfd_result results[MAX_DEPTH];
 	struct asyncfd_ring ring;
@@ -347,7 +359,7 @@ static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx,
 	ret = asyncfd_ring_setup(&ring, KAIO_RING_ENTRIES, ASYNCFD_CLOEXEC);
 	if (ret)
 		die("asyncfd: %s", strerror(-ret));
-	if (!use_poll)
+	if (wait == WAIT_EPOLL)
 		ep = epoll_for(ring.fd);
 	for (i = 0; i < kb->depth; i++)
 		kaio_prep(kb, i, IOCB_FLAG_ASYNCFD, ring.fd);
@@ -355,10 +367,12 @@ static void kaio_asyncfd(struct kaio_bench *kb, aio_context_t ctx,
 	while (kb->done < IOS_PER_RUN) {
 		n = asyncfd_reap(&ring, results, kb->depth);
 		if (!n) {
-			if (use_poll)
+			if (wait == WAIT_EPOLL)
+				wait_readable(ep);
+			else if (wait == WAIT_POLL)
 				poll_readable(ring.fd);
 			else
-				wait_readable(ep);
+				read_readable(ring.fd);
 			continue;
 		}
 		for (i = 0; i < n; i++) {
@@ -420,7 +434,8 @@ static void kaio_io_uring(struct kaio_bench *kb)
 	io_uring_queue_exit(&ring);
 }
 
-static const char * const kaio_methods[] = { "a", "b", "c", "c2", "d" };
+static const char * const kaio_methods[] = { "a", "b", "c", "c2", "c3",
+					     "d" };
 
 /* ns per I/O of one run of @method; syscalls per I/O in @calls */
 static double kaio_run(struct kaio_bench *kb, const char *method,
@@ -440,9 +455,11 @@ static double kaio_run(struct kaio_bench *kb, const char *method,
 	else if (!strcmp(method, "b"))
 		kaio_eventfd(kb, ctx);
 	else if (!strcmp(method, "c"))
-		kaio_asyncfd(kb, ctx, false);
+		kaio_asyncfd(kb, ctx, WAIT_EPOLL);
 	else if (!strcmp(method, "c2"))
-		kaio_asyncfd(kb, ctx, true);
+		kaio_asyncfd(kb, ctx, WAIT_POLL);
+	else if (!strcmp(method, "c3"))
+		kaio_asyncfd(kb, ctx, WAIT_READ);
 	else
 		kaio_io_uring(kb);
 	start = now_ns() - start;
@@ -718,7 +735,7 @@ static void bench_profile(void)
 		int irqmode;
 		unsigned int depth;
 	} points[] = { { 0, MAX_DEPTH }, { 2, 1 } };
-	static const char * const methods[] = { "a", "c", "c2", "d" };
+	static const char * const methods[] = { "a", "c", "c2", "c3", "d" };
 	struct kaio_bench kb;
 	char name[32], dev[40];
 	unsigned int p, m;

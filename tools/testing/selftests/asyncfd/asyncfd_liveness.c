@@ -4,7 +4,8 @@
  *
  * A consumer pinned to one CPU blocks with no timeout in epoll (level
  * or edge triggered, or two EPOLLEXCLUSIVE waiters that share the
- * ring), poll() or select(), asking only for EPOLLIN, while a producer
+ * ring), poll() or select(), asking only for EPOLLIN, or in a blocking
+ * read() of the asyncfd, while a producer
  * on the other CPU keeps far more results in flight than a ring of 4
  * holds: KAIO reads on null_blk completing inline, in softirq and in
  * hard interrupt context, and the test producer from every context.
@@ -29,6 +30,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -96,6 +98,7 @@ enum wait_kind {
 	WAIT_POLL,
 	WAIT_SELECT,
 	WAIT_EPOLL_EXCLUSIVE,
+	WAIT_READ,		/* the stop is a flag and a signal */
 };
 
 struct live;
@@ -114,6 +117,7 @@ struct live {
 	enum wait_kind kind;
 	struct asyncfd_ring ring;
 	int stop_fd;			/* readable once all is accounted for */
+	bool stopping;			/* ... for a consumer in read() */
 	struct consumer consumers[2];
 	unsigned int nr_consumers;
 
@@ -297,6 +301,16 @@ static int consumer_wait(struct consumer *c)
 		if (n < 0)
 			return errno == EINTR ? 0 : -errno;
 		return (pfd[0].revents ? READY_RING : 0) | (pfd[1].revents ? READY_STOP : 0);
+	}
+	if (lv->kind == WAIT_READ) {
+		uint64_t waiting;
+
+		if (__atomic_load_n(&lv->stopping, __ATOMIC_ACQUIRE))
+			return READY_STOP;
+		n = read(lv->ring.fd, &waiting, sizeof(waiting));
+		if (n < 0)
+			return errno == EINTR ? 0 : -errno;
+		return READY_RING;
 	}
 	if (lv->kind == WAIT_SELECT) {
 		fd_set rd;
@@ -551,6 +565,10 @@ FIXTURE_VARIANT_ADD(liveness, epoll_exclusive) {
 	.kind = WAIT_EPOLL_EXCLUSIVE,
 };
 
+FIXTURE_VARIANT_ADD(liveness, read) {
+	.kind = WAIT_READ,
+};
+
 FIXTURE_SETUP(liveness)
 {
 	cpu_set_t set;
@@ -633,6 +651,13 @@ static void consumer_epoll(struct __test_metadata *_metadata, struct live *lv,
 	ASSERT_EQ(0, epoll_ctl(c->epfd, EPOLL_CTL_ADD, lv->stop_fd, &ev));
 }
 
+static void interrupt_only(int sig)
+{
+}
+
+/* No SA_RESTART: the signal must end a consumer's read(). */
+static const struct sigaction interrupt_read = { .sa_handler = interrupt_only };
+
 /*
  * Run producer, consumers and watchdog until every result is accounted
  * for, then stop the consumers; they must have got there through their
@@ -661,9 +686,12 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 		lv->consumers[i].lv = lv;
 		lv->consumers[i].epfd = -1;
 		lv->consumers[i].doing = "starts";
-		if (lv->kind != WAIT_POLL && lv->kind != WAIT_SELECT)
+		if (lv->kind != WAIT_POLL && lv->kind != WAIT_SELECT &&
+		    lv->kind != WAIT_READ)
 			consumer_epoll(_metadata, lv, &lv->consumers[i]);
 	}
+	if (lv->kind == WAIT_READ)
+		ASSERT_EQ(0, sigaction(SIGUSR1, &interrupt_read, NULL));
 
 	lv->producing = true;
 	start = mono_ns();
@@ -681,8 +709,20 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 	lv->seconds = (mono_ns() - start) / 1e9;
 
 	ASSERT_EQ(0, eventfd_write(lv->stop_fd, 1));
+	__atomic_store_n(&lv->stopping, true, __ATOMIC_RELEASE);
 	for (i = 0; i < lv->nr_consumers; i++) {
-		ASSERT_EQ(0, pthread_join(lv->consumers[i].thread, NULL));
+		/*
+		 * A reader may have looked at the flag just before it was
+		 * set, and take the signal before it sleeps: signal again
+		 * until it is gone.  The watchdog bounds the loop.
+		 */
+		while (lv->kind == WAIT_READ &&
+		       pthread_tryjoin_np(lv->consumers[i].thread, NULL)) {
+			pthread_kill(lv->consumers[i].thread, SIGUSR1);
+			usleep(1000);
+		}
+		if (lv->kind != WAIT_READ)
+			ASSERT_EQ(0, pthread_join(lv->consumers[i].thread, NULL));
 		sleeps += lv->consumers[i].sleeps;
 	}
 	pthread_mutex_lock(&lv->wd_lock);

@@ -409,17 +409,41 @@ TEST_F(asyncfd, created_without_cloexec)
 	EXPECT_EQ(0, fcntl(self->ring.fd, F_GETFD));
 }
 
-/* Results come through the ring only: the man page gives EINVAL. */
-TEST_F(asyncfd, read_and_write_fail_einval)
+/*
+ * read() only waits and counts: it needs room for the 8-byte count,
+ * and results never come in through write().
+ */
+TEST_F(asyncfd, short_read_and_any_write_fail_einval)
 {
 	char buf[32] = {};
+	size_t len;
 
-	errno = 0;
-	EXPECT_EQ(-1, read(self->ring.fd, buf, sizeof(buf)));
-	EXPECT_EQ(EINVAL, errno);
+	for (len = 0; len < sizeof(__u64); len++) {
+		errno = 0;
+		EXPECT_EQ(-1, read(self->ring.fd, buf, len));
+		EXPECT_EQ(EINVAL, errno);
+	}
 	errno = 0;
 	EXPECT_EQ(-1, write(self->ring.fd, buf, sizeof(buf)));
 	EXPECT_EQ(EINVAL, errno);
+}
+
+static int set_nonblocking(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+
+	return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
+
+TEST_F(asyncfd, nonblocking_read_of_empty_ring_fails_eagain)
+{
+	__u64 waiting = 7;
+
+	ASSERT_EQ(0, set_nonblocking(self->ring.fd));
+	errno = 0;
+	EXPECT_EQ(-1, read(self->ring.fd, &waiting, sizeof(waiting)));
+	EXPECT_EQ(EAGAIN, errno);
+	EXPECT_EQ(7, waiting);
 }
 
 TEST_F(asyncfd, fdinfo_describes_new_ring)
@@ -1129,6 +1153,7 @@ enum wait_how {
 	WAIT_POLL,
 	WAIT_SELECT,	/* POLLIN in readfds, POLLPRI in exceptfds */
 	WAIT_EPOLL,	/* @fd is an epoll set */
+	WAIT_READ,	/* a blocking read(): POLLIN once it returns */
 };
 
 /* A thread that waits once, with no timeout. */
@@ -1138,9 +1163,10 @@ struct waiter {
 	unsigned int events;
 	pid_t tid;
 	bool done;
-	int ret;
+	int ret;	/* as from poll(): 1 once ready */
 	int err;
 	unsigned int revents;	/* from select: POLLIN and POLLPRI */
+	__u64 waiting;		/* what read() counted */
 	pthread_t thread;
 };
 
@@ -1173,6 +1199,14 @@ static void *waiter_run(void *arg)
 	case WAIT_EPOLL:
 		w->ret = epoll_wait(w->fd, &ev, 1, -1);
 		w->revents = ev.events;
+		break;
+	case WAIT_READ:
+		w->waiting = ~0ULL;
+		w->ret = read(w->fd, &w->waiting, sizeof(w->waiting));
+		if (w->ret == sizeof(w->waiting)) {
+			w->ret = 1;
+			w->revents = POLLIN;
+		}
 		break;
 	}
 	w->err = errno;
@@ -1219,21 +1253,106 @@ static void waiter_start(struct __test_metadata *_metadata, struct waiter *w)
 	}
 }
 
-TEST_F(producer, poll_wakes_blocked_waiter)
+/* A waiter of kind @how sleeps until a hard interrupt stores. */
+static void store_wakes(struct __test_metadata *_metadata,
+			struct asyncfd_ring *ring, enum wait_how how)
 {
-	struct waiter w = {
-		.how = WAIT_POLL, .fd = self->ring.fd, .events = POLLIN,
-	};
+	struct waiter w = { .how = how, .fd = ring->fd, .events = POLLIN };
 	struct watchdog wd;
 
-	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "poll() for a store");
+	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "a waiter for a store");
 	waiter_start(_metadata, &w);
-	post(_metadata, self->ring.fd, "hardirq", 1, 1, 1, 1);
+	post(_metadata, ring->fd, "hardirq", 1, 1, 1, 1);
 	ASSERT_EQ(0, pthread_join(w.thread, NULL));
 	watchdog_stop(&wd);
 	EXPECT_EQ(1, w.ret);
 	EXPECT_EQ(POLLIN, w.revents);
-	expect_results(_metadata, &self->ring, 1, 1);
+	if (how == WAIT_READ)
+		EXPECT_EQ(1, w.waiting);
+	expect_results(_metadata, ring, 1, 1);
+}
+
+TEST_F(producer, poll_wakes_blocked_waiter)
+{
+	store_wakes(_metadata, &self->ring, WAIT_POLL);
+}
+
+/* ... and a reader, which also counts what was stored. */
+TEST_F(producer, read_wakes_blocked_reader)
+{
+	store_wakes(_metadata, &self->ring, WAIT_READ);
+}
+
+/* Every blocked reader wakes, as every poller does. */
+TEST_F(producer, read_wakes_every_blocked_reader)
+{
+	struct waiter w[3];
+	struct watchdog wd;
+	unsigned int i;
+
+	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "readers for a store");
+	for (i = 0; i < ARRAY_SIZE(w); i++) {
+		w[i] = (struct waiter){ .how = WAIT_READ, .fd = self->ring.fd };
+		waiter_start(_metadata, &w[i]);
+	}
+	post(_metadata, self->ring.fd, "softirq", 1, 2, 2, 2);
+	for (i = 0; i < ARRAY_SIZE(w); i++) {
+		ASSERT_EQ(0, pthread_join(w[i].thread, NULL));
+		EXPECT_EQ(1, w[i].ret);
+		EXPECT_EQ(2, w[i].waiting);
+	}
+	watchdog_stop(&wd);
+	expect_results(_metadata, &self->ring, 1, 2);
+}
+
+/*
+ * The count is what lies between iuser and the kernel's tail, wrap
+ * included; reading it consumes nothing.
+ */
+TEST_F(producer, read_counts_results_without_consuming)
+{
+	struct asyncfd_result res[RING_SIZE];
+	__u64 waiting;
+
+	post(_metadata, self->ring.fd, "process", 1, RING_SIZE - 4,
+	     RING_SIZE - 4, RING_SIZE - 4);
+	ASSERT_EQ(sizeof(waiting), read(self->ring.fd, &waiting, sizeof(waiting)));
+	EXPECT_EQ(RING_SIZE - 4, waiting);
+	ASSERT_EQ(sizeof(waiting), read(self->ring.fd, &waiting, sizeof(waiting)));
+	EXPECT_EQ(RING_SIZE - 4, waiting);
+	EXPECT_EQ(RING_SIZE - 6, reap_all(&self->ring, res, RING_SIZE - 6));
+	/* Across the end of the ring: 2 old results and 5 new ones. */
+	post(_metadata, self->ring.fd, "hardirq", RING_SIZE - 3, 5, 5, 5);
+	ASSERT_EQ(sizeof(waiting), read(self->ring.fd, &waiting, sizeof(waiting)));
+	EXPECT_EQ(7, waiting);
+	expect_results(_metadata, &self->ring, RING_SIZE - 5, 7);
+	ASSERT_EQ(0, set_nonblocking(self->ring.fd));
+	errno = 0;
+	EXPECT_EQ(-1, read(self->ring.fd, &waiting, sizeof(waiting)));
+	EXPECT_EQ(EAGAIN, errno);
+}
+
+static void interrupt_only(int sig)
+{
+}
+
+/* A signal ends a blocked read() with EINTR, without SA_RESTART. */
+TEST_F(producer, signal_interrupts_blocked_read)
+{
+	struct sigaction sa = { .sa_handler = interrupt_only }, old;
+	struct waiter w = { .how = WAIT_READ, .fd = self->ring.fd };
+	struct watchdog wd;
+
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, &old));
+	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "interrupted read()");
+	waiter_start(_metadata, &w);
+	ASSERT_EQ(0, pthread_kill(w.thread, SIGUSR1));
+	ASSERT_EQ(0, pthread_join(w.thread, NULL));
+	watchdog_stop(&wd);
+	sigaction(SIGUSR1, &old, NULL);
+	EXPECT_EQ(-1, w.ret);
+	EXPECT_EQ(EINTR, w.err);
+	EXPECT_EQ(0, poll_now(self->ring.fd));
 }
 
 TEST_F(producer, full_ring_keeps_one_slot_free)
@@ -1786,6 +1905,11 @@ FIXTURE_VARIANT_ADD(refusal_wake, epoll_exclusive) {
 	.revents = EPOLLIN,
 };
 
+/* read() returns for a refusal alone, counting no results. */
+FIXTURE_VARIANT_ADD(refusal_wake, read) {
+	.how = WAIT_READ, .revents = POLLIN,
+};
+
 FIXTURE_SETUP(refusal_wake)
 {
 	struct epoll_event ev = { .events = variant->events };
@@ -1830,6 +1954,8 @@ TEST_F(refusal_wake, refusal_wakes_blocked_waiter)
 		ASSERT_EQ(0, pthread_join(w.thread, NULL));
 		EXPECT_EQ(1, w.ret);
 		EXPECT_EQ(variant->revents, w.revents);
+		if (variant->how == WAIT_READ)
+			EXPECT_EQ(0, w.waiting);
 		/* Claimed, the refusal is gone: the next waiter sleeps. */
 		EXPECT_EQ(1, asyncfd_claim_overflow(&self->ring));
 	}
