@@ -71,11 +71,11 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n)
 {
 	struct asyncfd_ring *ring = &ctx->ring;
-	struct asyncfd_result *entries;
-	u32 size, tail, iuser;
+	struct asyncfd_result *entries, *slot;
+	u32 size, tail, iuser, room;
 	__poll_t events = 0;
 	unsigned long flags;
-	int i, stored = 0;
+	int i, want, stored = 0;
 
 	if (n < 0)
 		return -EINVAL;
@@ -93,15 +93,19 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	 * Local copies: the compiler must assume that the stores into the
 	 * entries below may change *ring, and reload it every time.  iuser
 	 * is read once a call: userspace only moves it towards our tail,
-	 * so an older value only means less room.
+	 * so an older value only means less room.  The slot before iuser
+	 * stays empty; a hostile iuser at or past size gives at most
+	 * size - 1 slots, and the cookies still guard each one.
 	 */
 	size = ring->size;
 	tail = ring->tail;
 	iuser = READ_ONCE(ring->hdr->iuser);
-	for (; stored < n; stored++) {
+	room = min(iuser > tail ? iuser - tail - 1 : size - 1 - (tail - iuser),
+		   size - 1);
+	want = min_t(u32, n, room);
+	slot = &entries[tail];
+	for (; stored < want; stored++) {
 		const struct asyncfd_result *res = &results[stored];
-		struct asyncfd_result *slot = &entries[tail];
-		u32 next = tail + 1 == size ? 0 : tail + 1;
 
 		/*
 		 * The consumer clears a cookie with release semantics once it
@@ -109,13 +113,18 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		 * it cleared, and that control dependency keeps them after
 		 * the consumer's copy, as in the perf ring buffer.
 		 */
-		if (READ_ONCE(slot->cookie) || next == iuser)
+		if (READ_ONCE(slot->cookie))
 			break;
 		WRITE_ONCE(slot->obj, res->obj);
 		WRITE_ONCE(slot->res, res->res);
 		WRITE_ONCE(slot->res2, res->res2);
 		WRITE_ONCE(slot->cookie, res->cookie);
-		tail = next;
+		if (++tail == size) {
+			tail = 0;
+			slot = entries;
+		} else {
+			slot++;
+		}
 	}
 	if (stored) {
 		ring->tail = tail;
