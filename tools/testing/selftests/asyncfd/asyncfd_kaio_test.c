@@ -603,6 +603,91 @@ TEST(bad_iocbs_rejected_without_consuming)
 	asyncfd_ring_exit(&ring);
 }
 
+/* Reap @ring, which must hold exactly the @n cookies @want, in order. */
+static void expect_cookies(struct __test_metadata *_metadata,
+			   struct asyncfd_ring *ring, const uint64_t *want,
+			   unsigned int n)
+{
+	struct asyncfd_result res[8];
+	unsigned int got, i;
+
+	got = asyncfd_reap(ring, res, ARRAY_SIZE(res));
+	ASSERT_EQ(n, got);
+	for (i = 0; i < n; i++) {
+		EXPECT_EQ(want[i], res[i].cookie);
+		EXPECT_EQ(KAIO_BLOCK, res[i].res);
+	}
+}
+
+/*
+ * io_submit() looks an asyncfd up once for a run of iocbs that name the
+ * same one: every result must still reach the ring its iocb named, and
+ * a bad descriptor in the middle must stop the call right there.
+ */
+TEST(one_submit_names_several_asyncfds)
+{
+	static const uint64_t in_a[] = { 1, 2, 4 }, in_b[] = { 3 };
+	static const uint64_t then_b[] = { 7, 8 };
+	struct asyncfd_ring a, b;
+	struct iocb iocbs[6], *iocbp[6];
+	aio_context_t aio;
+	int fd, closed, ret, i;
+	char *buf;
+	struct {
+		int resfd;
+		uint64_t cookie;
+	} batch[] = {
+		{ 0, 1 }, { 0, 2 }, { 1, 3 }, { 0, 4 }, { -1, 5 }, { 0, 6 },
+	};
+
+	ret = asyncfd_ring_setup(&a, 16, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		MISSING(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	ASSERT_EQ(0, asyncfd_ring_setup(&b, 16, ASYNCFD_CLOEXEC));
+	fd = make_file("/tmp/asyncfd_kaio_several");
+	ASSERT_LE(0, fd);
+	closed = dup(fd);
+	ASSERT_LE(0, closed);
+	close(closed);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK,
+				    ARRAY_SIZE(iocbs) * KAIO_BLOCK));
+	ASSERT_EQ(0, sys_io_setup(16, &aio));
+
+	/* a, a, b, a, then the regular file named as the asyncfd. */
+	for (i = 0; i < (int)ARRAY_SIZE(batch); i++) {
+		int resfd = batch[i].resfd == 0 ? a.fd :
+			    batch[i].resfd == 1 ? b.fd : fd;
+
+		kaio_prep_read(&iocbs[i], fd, buf + i * KAIO_BLOCK, KAIO_BLOCK,
+			       0, resfd, batch[i].cookie);
+		iocbp[i] = &iocbs[i];
+	}
+	EXPECT_EQ(4, sys_io_submit(aio, ARRAY_SIZE(iocbs), iocbp));
+	expect_cookies(_metadata, &a, in_a, ARRAY_SIZE(in_a));
+	expect_cookies(_metadata, &b, in_b, ARRAY_SIZE(in_b));
+
+	/* A closed descriptor first: nothing submitted. */
+	kaio_prep_read(&iocbs[0], fd, buf, KAIO_BLOCK, 0, closed, 6);
+	EXPECT_EQ(-1, sys_io_submit(aio, 1, iocbp));
+	EXPECT_EQ(EBADF, errno);
+
+	/* The same run again, after the lookups above went wrong. */
+	kaio_prep_read(&iocbs[0], fd, buf, KAIO_BLOCK, 0, b.fd, 7);
+	kaio_prep_read(&iocbs[1], fd, buf + KAIO_BLOCK, KAIO_BLOCK, 0, b.fd, 8);
+	EXPECT_EQ(2, sys_io_submit(aio, 2, iocbp));
+	expect_cookies(_metadata, &b, then_b, ARRAY_SIZE(then_b));
+	EXPECT_EQ(0, asyncfd_ring_ready(&a));
+	EXPECT_EQ(0, a.hdr->overflow);
+	EXPECT_EQ(0, b.hdr->overflow);
+
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	free(buf);
+	close(fd);
+	asyncfd_ring_exit(&b);
+	asyncfd_ring_exit(&a);
+}
+
 /* Requests that take 50 ms, so that they are surely in flight. */
 FIXTURE(slow) {
 	aio_context_t aio;
