@@ -386,13 +386,11 @@ static ssize_t asyncfd_read(struct file *file, char __user *buf, size_t count,
 	if (count < sizeof(waiting))
 		return -EINVAL;
 	spin_lock_irq(&ctx->wqh.lock);
-	if (!asyncfd_events(ctx)) {
-		if (file->f_flags & O_NONBLOCK)
-			err = -EAGAIN;
-		else
-			err = wait_event_interruptible_locked_irq(ctx->wqh,
-							asyncfd_events(ctx));
-	}
+	if (!asyncfd_events(ctx) && (file->f_flags & O_NONBLOCK))
+		err = -EAGAIN;
+	else
+		err = wait_event_interruptible_locked_irq(ctx->wqh,
+							  asyncfd_events(ctx));
 	/* A hostile iuser at or past size reads as an empty ring. */
 	iuser = READ_ONCE(ring->hdr->iuser);
 	waiting = iuser >= ring->size ? 0 :
