@@ -209,20 +209,23 @@ struct kaio_bench {
 
 /*
  * Power on a null_blk disk whose reads complete inline (irqmode 0) or
- * from a 10 us timer interrupt (irqmode 2).  The driver names the disk
- * after its configfs directory: /dev/@name.
+ * from a 10 us timer interrupt (irqmode 2), and open it for O_DIRECT
+ * reads.  The driver names the disk after its configfs directory:
+ * /dev/@prefix_irqmodeN.  A powered disk takes no new irqmode, so each
+ * caller passes a prefix of its own.
  */
-static void nullb_create(const char *name, int irqmode)
+static int nullb_open(const char *prefix, int irqmode)
 {
 	const char *attrs[][2] = {
 		{ "irqmode", irqmode ? "2" : "0" },
 		{ "completion_nsec", "10000" },
 		{ "power", "1" },
 	};
-	char path[192];
+	char name[32], path[192];
 	unsigned int i;
 	int fd;
 
+	snprintf(name, sizeof(name), "%s_irqmode%d", prefix, irqmode);
 	snprintf(path, sizeof(path), NULLB_CONFIG "/%s", name);
 	if (mkdir(path, 0755) && errno != EEXIST)
 		die("mkdir %s: %s", path, strerror(errno));
@@ -238,6 +241,10 @@ static void nullb_create(const char *name, int irqmode)
 	snprintf(path, sizeof(path), "/dev/%s", name);
 	for (i = 0; i < NODE_WAIT_MS && access(path, R_OK); i++)
 		usleep(1000);
+	fd = open(path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	if (fd < 0)
+		die("%s: %s", path, strerror(errno));
+	return fd;
 }
 
 static void kaio_prep(struct kaio_bench *kb, unsigned int slot,
@@ -490,18 +497,12 @@ static void bench_kaio(void)
 	static const unsigned int depths[] = { 1, MAX_DEPTH };
 	static const int irqmodes[] = { 0, 2 };
 	struct kaio_bench kb;
-	char name[32], dev[40];
 	unsigned int m, d, i;
 
 	if (posix_memalign((void **)&kb.bufs, IO_SIZE, MAX_DEPTH * IO_SIZE))
 		die("out of memory");
 	for (m = 0; m < 2; m++) {
-		snprintf(name, sizeof(name), "bench_irqmode%d", irqmodes[m]);
-		nullb_create(name, irqmodes[m]);
-		snprintf(dev, sizeof(dev), "/dev/%s", name);
-		kb.fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (kb.fd < 0)
-			die("%s: %s", dev, strerror(errno));
+		kb.fd = nullb_open("bench", irqmodes[m]);
 		for (d = 0; d < 2; d++) {
 			kb.depth = depths[d];
 			for (i = 0; i < ARRAY_SIZE(kaio_methods); i++)
@@ -737,21 +738,13 @@ static void bench_profile(void)
 	} points[] = { { 0, MAX_DEPTH }, { 2, 1 } };
 	static const char * const methods[] = { "a", "c", "c2", "c3", "d" };
 	struct kaio_bench kb;
-	char name[32], dev[40];
 	unsigned int p, m;
 	double ns, calls;
 
 	if (posix_memalign((void **)&kb.bufs, IO_SIZE, MAX_DEPTH * IO_SIZE))
 		die("out of memory");
 	for (p = 0; p < ARRAY_SIZE(points); p++) {
-		/* A disk of its own: a powered one takes no new irqmode. */
-		snprintf(name, sizeof(name), "profile_irqmode%d",
-			 points[p].irqmode);
-		nullb_create(name, points[p].irqmode);
-		snprintf(dev, sizeof(dev), "/dev/%s", name);
-		kb.fd = open(dev, O_RDONLY | O_DIRECT | O_CLOEXEC);
-		if (kb.fd < 0)
-			die("%s: %s", dev, strerror(errno));
+		kb.fd = nullb_open("profile", points[p].irqmode);
 		kb.depth = points[p].depth;
 		for (m = 0; m < ARRAY_SIZE(methods); m++) {
 			kaio_run(&kb, methods[m], &calls);

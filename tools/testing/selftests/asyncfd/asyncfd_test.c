@@ -1332,14 +1332,14 @@ TEST_F(producer, read_counts_results_without_consuming)
 	EXPECT_EQ(EAGAIN, errno);
 }
 
-static void interrupt_only(int sig)
+static void ignore_signal(int sig)
 {
 }
 
 /* A signal ends a blocked read() with EINTR, without SA_RESTART. */
 TEST_F(producer, signal_interrupts_blocked_read)
 {
-	struct sigaction sa = { .sa_handler = interrupt_only }, old;
+	struct sigaction sa = { .sa_handler = ignore_signal }, old;
 	struct waiter w = { .how = WAIT_READ, .fd = self->ring.fd };
 	struct watchdog wd;
 
@@ -1963,10 +1963,6 @@ TEST_F(refusal_wake, refusal_wakes_blocked_waiter)
 	EXPECT_EQ(0, poll_now(self->ring.fd));
 	EXPECT_EQ(0, self->ring.hdr->ikernel);
 	EXPECT_EQ(3, fdinfo_get(self->ring.fd, "asyncfd-overflow"));
-}
-
-static void ignore_signal(int sig)
-{
 }
 
 /*
