@@ -3,11 +3,13 @@
  * A file descriptor that delivers results of asynchronous kernel work
  * into a ring supplied by userspace.  The ring is pinned, so producers
  * may post from any context, and the kernel keeps its own copy of the
- * ring geometry and producer index.
+ * ring geometry and producer index.  A result that finds no room waits
+ * in the kernel, in order, until the consumer has made room.
  */
 
 #include <linux/anon_inodes.h>
 #include <linux/asyncfd.h>
+#include <linux/cacheinfo.h>
 #include <linux/cred.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -24,15 +26,17 @@
 #include <linux/vmalloc.h>
 
 /*
- * A registered ring.  @size and @tail are the kernel's own copies:
- * userspace can rewrite the header at any time, so nothing read back
- * from it ever selects the slot the kernel stores to.
+ * A registered ring.  @size, @tail and @kflags are the kernel's own
+ * copies: userspace can rewrite the header at any time, so the kernel
+ * never reads back a word it writes there, and nothing read from the
+ * header ever selects the slot the kernel stores to.
  */
 struct asyncfd_ring {
 	struct asyncfd_uring *hdr;
 	struct asyncfd_result *entries;
 	u32 size;
 	u32 tail;
+	u32 kflags;
 	unsigned int nr_hdr_pages;
 	unsigned int nr_entry_pages;
 	struct page **hdr_pages;
@@ -43,131 +47,286 @@ struct asyncfd_ring {
 
 struct asyncfd_ctx {
 	struct kref kref;
-	/* wqh.lock protects @ring, whose @entries is NULL once released */
+	/* wqh.lock protects the rest; @ring.entries is NULL once released */
 	wait_queue_head_t wqh;
 	struct asyncfd_ring ring;
-	/* results refused since the file was created, for fdinfo */
-	u64 refused;
+	struct list_head waiting;	/* struct asyncfd_wait, oldest first */
+	u32 nr_waiting;
+	u32 nr_copied;		/* of those, in asyncfd_copy */
+	u32 waiting_peak;
+	u64 waited_total;
 };
 
+/* Results of asyncfd_ctx_add_results() that had to wait, copied. */
+struct asyncfd_copy {
+	struct asyncfd_wait wait;
+	struct asyncfd_result results[];
+};
+
+static void asyncfd_copy_done(struct asyncfd_wait *wait, bool stored)
+{
+	kfree(container_of(wait, struct asyncfd_copy, wait));
+}
+
+/*
+ * Free slots from our tail up to the one before iuser, which stays empty
+ * so that a full ring never looks empty.  The acquire pairs with the
+ * consumer's release of iuser once it has copied the slots out, so our
+ * stores into them come after its loads.  A hostile iuser at or past
+ * size gives no room; below size it can only make us overwrite results
+ * that the consumer has not taken yet, its own loss.
+ */
+static u32 asyncfd_room(const struct asyncfd_ring *ring)
+{
+	u32 iuser = smp_load_acquire(&ring->hdr->iuser);
+	u32 tail = ring->tail;
+
+	if (iuser >= ring->size)
+		return 0;
+	return iuser > tail ? iuser - tail - 1 : ring->size - 1 - (tail - iuser);
+}
+
+/* Store the first of @n results that fit in @room; returns how many. */
+static u32 asyncfd_store(struct asyncfd_ring *ring, u32 room,
+			 const struct asyncfd_result *results, u32 n)
+{
+	/*
+	 * Locals: the compiler must assume that the stores into the entries
+	 * may change *ring, and would reload it for every result.
+	 */
+	struct asyncfd_result *entries = ring->entries;
+	u32 size = ring->size, tail = ring->tail, i;
+
+	n = min(n, room);
+	for (i = 0; i < n; i++) {
+		entries[tail] = results[i];
+		if (++tail == size)
+			tail = 0;
+	}
+	ring->tail = tail;
+	return n;
+}
+
+/*
+ * Move waiting results into @room, oldest first; those whose last result
+ * went in move to @done, for their producers.  Returns the room left,
+ * which is 0 whenever some still wait.
+ */
+static u32 asyncfd_drain(struct asyncfd_ctx *ctx, u32 room,
+			 struct list_head *done)
+{
+	struct asyncfd_wait *wait, *next;
+
+	list_for_each_entry_safe(wait, next, &ctx->waiting, list) {
+		u32 n = asyncfd_store(&ctx->ring, room, wait->results, wait->nr);
+
+		room -= n;
+		ctx->nr_waiting -= n;
+		if (wait->done == asyncfd_copy_done)
+			ctx->nr_copied -= n;
+		if (n < wait->nr) {
+			wait->results += n;
+			wait->nr -= n;
+			break;
+		}
+		list_move_tail(&wait->list, done);
+	}
+	return room;
+}
+
+static void asyncfd_wait_add(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
+{
+	list_add_tail(&wait->list, &ctx->waiting);
+	ctx->nr_waiting += wait->nr;
+	ctx->waited_total += wait->nr;
+	ctx->waiting_peak = max(ctx->waiting_peak, ctx->nr_waiting);
+}
+
+/*
+ * Publish our tail, and whether results wait, to the consumer.  The
+ * release pairs with its acquire of ikernel, so it sees the results
+ * before the index; kflags is written only when it changes.
+ */
+static void asyncfd_publish(struct asyncfd_ring *ring, bool waiting)
+{
+	u32 kflags = waiting ? ASYNCFD_KF_WAITING : 0;
+
+	smp_store_release(&ring->hdr->ikernel, ring->tail);
+	if (kflags != ring->kflags) {
+		ring->kflags = kflags;
+		smp_store_release(&ring->hdr->kflags, kflags);
+	}
+}
+
+static void asyncfd_finish(struct list_head *done, bool stored)
+{
+	struct asyncfd_wait *wait, *next;
+
+	list_for_each_entry_safe(wait, next, done, list)
+		wait->done(wait, stored);
+}
+
+/*
+ * What poll reports.  Results that wait in the kernel make the file
+ * readable too, so that a consumer waiting only for EPOLLIN makes room
+ * for them; EPOLLPRI tells them apart.
+ */
+static __poll_t asyncfd_events(struct asyncfd_ctx *ctx)
+{
+	if (!list_empty(&ctx->waiting))
+		return EPOLLIN | EPOLLRDNORM | EPOLLPRI;
+	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
+		return EPOLLIN | EPOLLRDNORM;
+	return 0;
+}
+
+/*
+ * Every result that is stored, or has to wait, wakes, even waiters that
+ * were woken and have not looked since: an io_uring multishot poll takes
+ * the events from the wake and never polls again, and an EPOLLEXCLUSIVE
+ * waiter that was woken may be busy with other files, while another
+ * sleeps.
+ */
+static void asyncfd_wake_locked(struct asyncfd_ctx *ctx)
+{
+	if (waitqueue_active(&ctx->wqh))
+		wake_up_locked_poll(&ctx->wqh, asyncfd_events(ctx));
+}
+
 /**
- * asyncfd_ctx_add_results - Store results in an asyncfd ring
+ * asyncfd_ctx_add_results - Post results to an asyncfd
  * @ctx: the asyncfd context
- * @results: the results to store; none may have a zero cookie
+ * @results: the results
  * @n: number of results
  *
- * Stores as many of @results as the ring has room for, in order, and
- * wakes pollers.  Results that do not fit are added to the overflow
- * count in the ring's header, which wakes pollers too: the caller must
- * deliver those results some other way, where the consumer collects
- * them once it has claimed the count.  Never sleeps: callable from any
- * context, hard interrupts included.
+ * Stores @results in the ring, in order, behind any results that wait;
+ * what finds no room is copied, and waits in the kernel until the
+ * consumer has made room.  At most as many results as the ring has
+ * entries may wait in such copies at once.  Wakes pollers.  Never
+ * sleeps: callable from any context, hard interrupts included, except on
+ * PREEMPT_RT, where the lock sleeps and a hard interrupt may not post.
  *
- * Return: the number of results stored, -EINVAL if @n is negative or a
- * cookie is zero (then nothing is stored), or -EBADFD once userspace
- * has released the asyncfd file.
+ * Return: the number of results stored at once (the rest wait), or a
+ * negative errno, and then none of @results was taken: -EINVAL if @n is
+ * negative, -EBADFD once userspace has released the asyncfd, -ENOSPC if
+ * the copies would exceed their bound and -ENOMEM if they cannot be
+ * allocated, both until the consumer makes room.
  */
 int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n)
 {
-	struct asyncfd_ring *ring = &ctx->ring;
-	struct asyncfd_result *entries, *slot;
-	u32 size, tail, iuser, room;
-	__poll_t events = 0;
+	struct asyncfd_copy *copy = NULL;
 	unsigned long flags;
-	int i, want, stored = 0;
+	LIST_HEAD(done);
+	u32 room, wait;
+	int stored;
 
 	if (n < 0)
 		return -EINVAL;
-	for (i = 0; i < n; i++)
-		if (!results[i].cookie)
-			return -EINVAL;
-
 	spin_lock_irqsave(&ctx->wqh.lock, flags);
-	entries = ring->entries;
-	if (unlikely(!entries)) {
-		stored = -EBADFD;
-		goto out;
+	if (unlikely(!ctx->ring.entries)) {
+		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+		return -EBADFD;
 	}
-	/*
-	 * Local copies: the compiler must assume that the stores into the
-	 * entries below may change *ring, and reload it every time.  iuser
-	 * is read once a call: userspace only moves it towards our tail,
-	 * so an older value only means less room.  The slot before iuser
-	 * stays empty; a hostile iuser at or past size gives at most
-	 * size - 1 slots, and the cookies still guard each one.
-	 */
-	size = ring->size;
-	tail = ring->tail;
-	iuser = READ_ONCE(ring->hdr->iuser);
-	room = min(iuser > tail ? iuser - tail - 1 : size - 1 - (tail - iuser),
-		   size - 1);
-	want = min_t(u32, n, room);
-	slot = &entries[tail];
-	for (; stored < want; stored++) {
-		const struct asyncfd_result *res = &results[stored];
-
-		/*
-		 * The consumer clears a cookie with release semantics once it
-		 * has copied the slot out.  The stores below depend on seeing
-		 * it cleared, and that control dependency keeps them after
-		 * the consumer's copy, as in the perf ring buffer.
-		 */
-		if (READ_ONCE(slot->cookie))
-			break;
-		WRITE_ONCE(slot->obj, res->obj);
-		WRITE_ONCE(slot->res, res->res);
-		WRITE_ONCE(slot->res2, res->res2);
-		WRITE_ONCE(slot->cookie, res->cookie);
-		if (++tail == size) {
-			tail = 0;
-			slot = entries;
-		} else {
-			slot++;
-		}
+	room = asyncfd_room(&ctx->ring);
+	if (unlikely(!list_empty(&ctx->waiting)))
+		room = asyncfd_drain(ctx, room, &done);
+	wait = n - min_t(u32, n, room);
+	if (unlikely(wait)) {
+		stored = -ENOSPC;
+		if (wait > ctx->ring.size - ctx->nr_copied)
+			goto publish;
+		stored = -ENOMEM;
+		copy = kmalloc(struct_size(copy, results, wait),
+			       GFP_ATOMIC | __GFP_NOWARN);
+		if (!copy)
+			goto publish;
+		memcpy(copy->results, results + n - wait,
+		       wait * sizeof(*results));
+		copy->wait.results = copy->results;
+		copy->wait.nr = wait;
+		copy->wait.done = asyncfd_copy_done;
+		asyncfd_wait_add(ctx, &copy->wait);
+		ctx->nr_copied += wait;
 	}
-	if (stored) {
-		ring->tail = tail;
-		/* Pairs with the consumer's acquire of ikernel. */
-		smp_store_release(&ring->hdr->ikernel, tail);
-		events = EPOLLIN | EPOLLRDNORM;
-	}
-	if (stored < n) {
-		/*
-		 * The consumer claims the count by exchanging it with 0, so
-		 * it must be a single atomic add: a plain store of our own
-		 * total would bring back refusals that were claimed already.
-		 * Only this slow path pays for the atomic.
-		 */
-		BUILD_BUG_ON(sizeof_field(struct asyncfd_uring, overflow) !=
-			     sizeof(atomic_t) ||
-			     offsetof(struct asyncfd_uring, overflow) %
-			     sizeof(atomic_t));
-		atomic_add(n - stored, (atomic_t *)&ring->hdr->overflow);
-		ctx->refused += n - stored;
-		events = EPOLLIN | EPOLLRDNORM | EPOLLPRI;
-	}
-	/*
-	 * Every store or refusal wakes, even waiters that were woken and
-	 * have not looked since: an io_uring multishot poll takes the events
-	 * from the wake and never polls again, and an EPOLLEXCLUSIVE waiter
-	 * that was woken may be busy with other files, while another sleeps.
-	 */
-	if (events && waitqueue_active(&ctx->wqh))
-		wake_up_locked_poll(&ctx->wqh, events);
-out:
+	stored = asyncfd_store(&ctx->ring, room, results, n);
+publish:
+	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
+	if (n)
+		asyncfd_wake_locked(ctx);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+	asyncfd_finish(&done, true);
 	return stored;
 }
 EXPORT_SYMBOL_GPL(asyncfd_ctx_add_results);
 
+/**
+ * asyncfd_ctx_add_wait - Post results whose storage the producer supplies
+ * @ctx: the asyncfd context
+ * @wait: the results, and the storage they wait in if they find no room
+ *
+ * Stores the results in the ring, in order, behind any that wait; if
+ * they do not all fit, the rest wait in @wait until the consumer has
+ * made room, and @wait->done tells the producer once they are stored, or
+ * that the asyncfd was released first.  Wakes pollers.  Never sleeps,
+ * never fails for lack of memory: callable from any context, as
+ * asyncfd_ctx_add_results().
+ *
+ * Return: 0 if all results are in the ring, 1 if some wait (@wait->done
+ * will be called), or -EBADFD once userspace has released the asyncfd,
+ * and then none was stored.
+ */
+int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
+{
+	unsigned long flags;
+	LIST_HEAD(done);
+	u32 room, n;
+	int ret = 0;
+
+	spin_lock_irqsave(&ctx->wqh.lock, flags);
+	if (unlikely(!ctx->ring.entries)) {
+		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+		return -EBADFD;
+	}
+	room = asyncfd_room(&ctx->ring);
+	if (unlikely(!list_empty(&ctx->waiting)))
+		room = asyncfd_drain(ctx, room, &done);
+	n = asyncfd_store(&ctx->ring, room, wait->results, wait->nr);
+	if (unlikely(n < wait->nr)) {
+		wait->results += n;
+		wait->nr -= n;
+		asyncfd_wait_add(ctx, wait);
+		ret = 1;
+	}
+	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
+	asyncfd_wake_locked(ctx);
+	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+	asyncfd_finish(&done, true);
+	return ret;
+}
+
+/*
+ * The consumer's request to move waiting results into the room it has
+ * made, without a post.  Nothing becomes readable that was not, so
+ * nobody is woken.
+ */
+static void asyncfd_flush_locked(struct asyncfd_ctx *ctx, struct list_head *done)
+{
+	if (list_empty(&ctx->waiting))
+		return;
+	asyncfd_drain(ctx, asyncfd_room(&ctx->ring), done);
+	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
+}
+
 /*
  * Pinned pages count against RLIMIT_MEMLOCK of the user, like io_uring
- * rings do, and show up as VmPin of the process that pinned them.
+ * rings do, and show up as VmPin of the process that pinned them.  Most
+ * callers lack CAP_IPC_LOCK, and are charged as they should be: the
+ * check is no denial worth an audit record.
  */
 static int asyncfd_account(struct asyncfd_ring *ring, unsigned long nr_pages)
 {
-	if (!capable(CAP_IPC_LOCK)) {
+	if (!ns_capable_noaudit(&init_user_ns, CAP_IPC_LOCK)) {
 		unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 		struct user_struct *user = current_user();
 		unsigned long cur = atomic_long_read(&user->locked_vm);
@@ -209,7 +368,7 @@ static void *asyncfd_map(unsigned long uaddr, size_t len,
 	void *vaddr;
 	int pinned;
 
-	pages = kvmalloc_array(nr_pages, sizeof(*pages), GFP_KERNEL);
+	pages = kvmalloc_array(nr_pages, sizeof(*pages), GFP_KERNEL_ACCOUNT);
 	if (!pages)
 		return ERR_PTR(-ENOMEM);
 	pinned = pin_user_pages_fast(uaddr & PAGE_MASK, nr_pages,
@@ -260,6 +419,13 @@ static int asyncfd_ring_init(struct asyncfd_ring *ring,
 	void *vaddr;
 	int err;
 
+	/*
+	 * We store through a kernel mapping of the user's pages without
+	 * flushing it: where the data cache aliases, the consumer would
+	 * read stale lines.
+	 */
+	if (cpu_dcache_is_aliasing())
+		return -EOPNOTSUPP;
 	if (!IS_ALIGNED(hdr_addr, sizeof(u64)))
 		return -EINVAL;
 	if (copy_from_user(&uring, urng, sizeof(uring)))
@@ -267,7 +433,7 @@ static int asyncfd_ring_init(struct asyncfd_ring *ring,
 	if (uring.size < 2 || uring.size > ASYNCFD_MAX_ENTRIES ||
 	    !IS_ALIGNED(uring.ptr, sizeof(u64)) ||
 	    uring.ikernel >= uring.size || uring.iuser != uring.ikernel ||
-	    uring.overflow)
+	    uring.kflags)
 		return -EINVAL;
 	entries_addr = uring.ptr;
 	entries_len = uring.size * sizeof(struct asyncfd_result);
@@ -321,41 +487,36 @@ void asyncfd_ctx_put(struct asyncfd_ctx *ctx)
 EXPORT_SYMBOL_GPL(asyncfd_ctx_put);
 
 /*
- * Producers may still hold the context: from now on they get -EBADFD
- * and deliver elsewhere, while the ring goes back to userspace.
+ * Producers may still hold the context: from now on they get -EBADFD,
+ * results that wait go back to theirs, and the ring goes back to
+ * userspace.
  */
 static int asyncfd_release(struct inode *inode, struct file *file)
 {
 	struct asyncfd_ctx *ctx = file->private_data;
 	struct asyncfd_ring ring;
+	LIST_HEAD(unstored);
 
 	spin_lock_irq(&ctx->wqh.lock);
 	ring = ctx->ring;
 	ctx->ring.entries = NULL;
+	ctx->ring.hdr = NULL;
+	list_splice_init(&ctx->waiting, &unstored);
+	ctx->nr_waiting = 0;
+	ctx->nr_copied = 0;
 	spin_unlock_irq(&ctx->wqh.lock);
 
+	asyncfd_finish(&unstored, false);
 	asyncfd_ring_release(&ring);
-	wake_up_poll(&ctx->wqh, EPOLLHUP);
 	asyncfd_ctx_put(ctx);
 	return 0;
 }
 
 /*
- * Called under wqh.lock, which keeps a concurrent swap from unmapping the
- * header, and orders us with producers: a result stored or refused after
- * this check wakes us.  Unclaimed refusals make the file readable too, so
- * that a consumer waiting only for EPOLLIN learns of them; EPOLLPRI tells
- * them apart.
+ * poll_wait() before the check under wqh.lock: a result stored, or made
+ * to wait, after the check wakes us.  The lock also keeps a concurrent
+ * swap from unmapping the header.
  */
-static __poll_t asyncfd_events(struct asyncfd_ctx *ctx)
-{
-	if (READ_ONCE(ctx->ring.hdr->overflow))
-		return EPOLLIN | EPOLLRDNORM | EPOLLPRI;
-	if (ctx->ring.tail != READ_ONCE(ctx->ring.hdr->iuser))
-		return EPOLLIN | EPOLLRDNORM;
-	return 0;
-}
-
 static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 {
 	struct asyncfd_ctx *ctx = file->private_data;
@@ -370,54 +531,64 @@ static __poll_t asyncfd_poll(struct file *file, poll_table *wait)
 
 /*
  * The cheapest way to wait for one asyncfd: no epoll item to call back,
- * no poll table to set up and tear down.  Blocks until poll() would
- * report the file readable, then returns the number of results waiting
- * in the ring, which may be 0 when only refusals wait to be claimed.
+ * no poll table to set up and tear down.  Moves waiting results into
+ * the room the consumer made, blocks until poll() would report the file
+ * readable, and returns the number of results in the ring.  It consumes
+ * nothing: the consumer does, by moving iuser, which only it writes.
  */
 static ssize_t asyncfd_read(struct file *file, char __user *buf, size_t count,
 			    loff_t *ppos)
 {
 	struct asyncfd_ctx *ctx = file->private_data;
 	struct asyncfd_ring *ring = &ctx->ring;
+	LIST_HEAD(done);
+	u64 ready;
 	u32 iuser;
-	u64 waiting;
 	int err = 0;
 
-	if (count < sizeof(waiting))
+	if (count < sizeof(ready))
 		return -EINVAL;
 	spin_lock_irq(&ctx->wqh.lock);
-	if (!asyncfd_events(ctx) && (file->f_flags & O_NONBLOCK))
-		err = -EAGAIN;
-	else
-		err = wait_event_interruptible_locked_irq(ctx->wqh,
-							  asyncfd_events(ctx));
+	asyncfd_flush_locked(ctx, &done);
+	if (!asyncfd_events(ctx)) {
+		if (file->f_flags & O_NONBLOCK)
+			err = -EAGAIN;
+		else
+			err = wait_event_interruptible_locked_irq(ctx->wqh,
+								  asyncfd_events(ctx));
+		if (!err)
+			asyncfd_flush_locked(ctx, &done);
+	}
 	/* A hostile iuser at or past size reads as an empty ring. */
 	iuser = READ_ONCE(ring->hdr->iuser);
-	waiting = iuser >= ring->size ? 0 :
-		  ring->tail >= iuser ? ring->tail - iuser :
-		  ring->tail + ring->size - iuser;
+	ready = iuser >= ring->size ? 0 :
+		ring->tail >= iuser ? ring->tail - iuser :
+		ring->tail + ring->size - iuser;
 	spin_unlock_irq(&ctx->wqh.lock);
+	asyncfd_finish(&done, true);
 	if (err)
 		return err;
-	if (put_user(waiting, (u64 __user *)buf))
+	if (put_user(ready, (u64 __user *)buf))
 		return -EFAULT;
-	return sizeof(waiting);
+	return sizeof(ready);
 }
 
 #ifdef CONFIG_PROC_FS
 static void asyncfd_show_fdinfo(struct seq_file *m, struct file *file)
 {
 	struct asyncfd_ctx *ctx = file->private_data;
-	u32 size, tail, iuser, overflow;
+	u32 size, tail, iuser, waiting, copied, peak;
 	unsigned int nr_pages;
-	u64 refused;
+	u64 waited;
 
 	spin_lock_irq(&ctx->wqh.lock);
 	size = ctx->ring.size;
 	tail = ctx->ring.tail;
 	iuser = READ_ONCE(ctx->ring.hdr->iuser);
-	overflow = READ_ONCE(ctx->ring.hdr->overflow);
-	refused = ctx->refused;
+	waiting = ctx->nr_waiting;
+	copied = ctx->nr_copied;
+	peak = ctx->waiting_peak;
+	waited = ctx->waited_total;
 	nr_pages = ctx->ring.nr_hdr_pages + ctx->ring.nr_entry_pages;
 	spin_unlock_irq(&ctx->wqh.lock);
 
@@ -425,10 +596,14 @@ static void asyncfd_show_fdinfo(struct seq_file *m, struct file *file)
 		   "asyncfd-size:\t%u\n"
 		   "asyncfd-tail:\t%u\n"
 		   "asyncfd-iuser:\t%u\n"
-		   "asyncfd-unclaimed:\t%u\n"
-		   "asyncfd-overflow:\t%llu\n"
+		   "asyncfd-waiting:\t%u\n"
+		   "asyncfd-waiting-copied:\t%u\n"
+		   "asyncfd-copy-limit:\t%u\n"
+		   "asyncfd-waiting-peak:\t%u\n"
+		   "asyncfd-waited-total:\t%llu\n"
 		   "asyncfd-pinned-pages:\t%u\n",
-		   size, tail, iuser, overflow, refused, nr_pages);
+		   size, tail, iuser, waiting, copied, size, peak, waited,
+		   nr_pages);
 }
 #endif
 
@@ -441,49 +616,6 @@ static const struct file_operations asyncfd_fops = {
 	.read		= asyncfd_read,
 	.llseek		= noop_llseek,
 };
-
-/**
- * asyncfd_fget - Acquire a reference to an asyncfd file
- * @fd: the file descriptor
- *
- * The reference keeps the ring registered until fput().  Producers that
- * must notice when userspace closes the descriptor hold a context
- * reference from asyncfd_ctx_fdget() instead.
- *
- * Return: the file, or ERR_PTR(-EBADF) if @fd is not open, or
- * ERR_PTR(-EINVAL) if it is not an asyncfd.
- */
-struct file *asyncfd_fget(int fd)
-{
-	struct file *file = fget(fd);
-
-	if (!file)
-		return ERR_PTR(-EBADF);
-	if (file->f_op != &asyncfd_fops) {
-		fput(file);
-		return ERR_PTR(-EINVAL);
-	}
-	return file;
-}
-EXPORT_SYMBOL_GPL(asyncfd_fget);
-
-/**
- * asyncfd_add_results - Store results in the ring of an asyncfd file
- * @file: a file from asyncfd_fget()
- * @results: the results to store; none may have a zero cookie
- * @n: number of results
- *
- * Same as asyncfd_ctx_add_results(), for producers holding the file.
- *
- * Return: the number of results stored, or -EINVAL as for
- * asyncfd_ctx_add_results().
- */
-int asyncfd_add_results(struct file *file, const struct asyncfd_result *results,
-			int n)
-{
-	return asyncfd_ctx_add_results(file->private_data, results, n);
-}
-EXPORT_SYMBOL_GPL(asyncfd_add_results);
 
 /**
  * asyncfd_ctx_fileget - Acquire a reference to the context of an asyncfd
@@ -505,7 +637,6 @@ struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file)
 	kref_get(&ctx->kref);
 	return ctx;
 }
-EXPORT_SYMBOL_GPL(asyncfd_ctx_fileget);
 
 /**
  * asyncfd_ctx_fdget - Acquire a reference to the context of an asyncfd
@@ -525,16 +656,21 @@ struct asyncfd_ctx *asyncfd_ctx_fdget(int fd)
 EXPORT_SYMBOL_GPL(asyncfd_ctx_fdget);
 
 /*
- * The new ring is ready before the lock is taken, so a failure leaves
- * the old one in place.  Results already in the old ring stay there for
- * userspace to consume.  Pollers need no wakeup: the new ring starts
- * empty, so the file cannot have become readable.
+ * Swap in the ring at @urng, or with @urng NULL move waiting results into
+ * the room the consumer made, which never blocks.
+ *
+ * The new ring is ready before the lock is taken, so a failure leaves the
+ * old one in place.  Results already in the old ring stay there for
+ * userspace to consume; results that wait move into the new one.  No
+ * one needs a wakeup: the file cannot have become readable.
  */
-static int asyncfd_swap(int ufd, struct asyncfd_uring __user *urng)
+static int asyncfd_update(int ufd, struct asyncfd_uring __user *urng,
+			  unsigned int flags)
 {
 	struct asyncfd_ring ring;
 	struct asyncfd_ctx *ctx;
-	int err;
+	LIST_HEAD(done);
+	int ret;
 
 	CLASS(fd, f)(ufd);
 	if (fd_empty(f))
@@ -543,12 +679,25 @@ static int asyncfd_swap(int ufd, struct asyncfd_uring __user *urng)
 		return -EINVAL;
 	ctx = fd_file(f)->private_data;
 
-	err = asyncfd_ring_init(&ring, urng);
-	if (err)
-		return err;
+	if (!urng) {
+		if (flags)
+			return -EINVAL;
+		spin_lock_irq(&ctx->wqh.lock);
+		asyncfd_flush_locked(ctx, &done);
+		ret = min_t(u32, ctx->nr_waiting, INT_MAX);
+		spin_unlock_irq(&ctx->wqh.lock);
+		asyncfd_finish(&done, true);
+		return ret;
+	}
+
+	ret = asyncfd_ring_init(&ring, urng);
+	if (ret)
+		return ret;
 	spin_lock_irq(&ctx->wqh.lock);
 	swap(ctx->ring, ring);
+	asyncfd_flush_locked(ctx, &done);
 	spin_unlock_irq(&ctx->wqh.lock);
+	asyncfd_finish(&done, true);
 
 	asyncfd_ring_release(&ring);
 	return ufd;
@@ -561,12 +710,12 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 	struct file *file;
 	int fd, err;
 
-	ctx = kmalloc(sizeof(*ctx), GFP_KERNEL);
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
 		return -ENOMEM;
 	kref_init(&ctx->kref);
 	init_waitqueue_head(&ctx->wqh);
-	ctx->refused = 0;
+	INIT_LIST_HEAD(&ctx->waiting);
 	err = asyncfd_ring_init(&ctx->ring, urng);
 	if (err)
 		goto free_ctx;
@@ -576,7 +725,8 @@ static int asyncfd_create(struct asyncfd_uring __user *urng,
 		err = fd;
 		goto release_ring;
 	}
-	file = anon_inode_getfile("[asyncfd]", &asyncfd_fops, ctx, O_RDWR);
+	/* Results are read from the ring: the file itself takes no writes. */
+	file = anon_inode_getfile("[asyncfd]", &asyncfd_fops, ctx, O_RDONLY);
 	if (IS_ERR(file)) {
 		put_unused_fd(fd);
 		err = PTR_ERR(file);
@@ -599,5 +749,5 @@ SYSCALL_DEFINE3(asyncfd, int, ufd, struct asyncfd_uring __user *, urng,
 		return -EINVAL;
 	if (ufd == -1)
 		return asyncfd_create(urng, flags);
-	return asyncfd_swap(ufd, urng);
+	return asyncfd_update(ufd, urng, flags);
 }

@@ -6,7 +6,7 @@
  *
  * Driven through /sys/kernel/debug/test_asyncfd.  Writing
  *
- *	post <fd> <context> <cookie> <count> <batch> [all]
+ *	post <fd> <context> <cookie> <count> <batch> [all] [retry]
  *
  * posts @count results into the asyncfd @fd of the writer, from
  * @context (process, kthread, workqueue, softirq or hardirq), @batch
@@ -15,10 +15,19 @@
  * CPU in res2.  The write returns once all are posted; reading the same
  * open file then gives
  *
- *	stored <n> refused <n> error <errno> ns <ns> call_ns <ns>
+ *	stored <n> waited <n> unposted <n> retries <n> error <errno> ns <ns> call_ns <ns>
  *
- * where ns is the time from the write to the last post, and call_ns the
- * time spent inside asyncfd_ctx_add_results() alone.
+ * where stored counts the results that went straight into the ring,
+ * waited those that wait in the kernel for room, unposted those never
+ * handed over because a call failed, retries the calls that failed for
+ * lack of room for copies and were made again, ns the time from the
+ * write to the last post, and call_ns the time spent inside
+ * asyncfd_ctx_add_results() alone.
+ *
+ * A call that fails with -ENOSPC or -ENOMEM took nothing.  Without
+ * "retry", the job stops there; with it, the job makes the same call
+ * again later, until the consumer has made room, or until a signal
+ * interrupts the writer, which stops the job with -EINTR.
  *
  * With "all", every online CPU runs a producer of its own at the same
  * time, so that they contend for the ring lock: the k-th online CPU posts
@@ -53,6 +62,9 @@
 /* The limit's buffer: like a ring of 4096 entries, 128 KiB. */
 #define TEST_ASYNCFD_LIMIT_ENTRIES	4096
 
+/* How long a hard interrupt job waits before it retries. */
+#define TEST_ASYNCFD_RETRY_NS		(20 * NSEC_PER_USEC)
+
 /* Reported in res, so tests can check where a result was produced. */
 #define TEST_ASYNCFD_IN_HARDIRQ	1
 #define TEST_ASYNCFD_IN_SOFTIRQ	2
@@ -78,12 +90,17 @@ struct test_asyncfd_job {
 	struct asyncfd_ctx *ctx;
 	int cpu;			/* to run on, or -1 for any */
 	struct task_struct *task;	/* a kthread created ahead, or NULL */
+	struct task_struct *writer;	/* who wrote the command */
 	u64 cookie;
 	u32 count;
 	u32 batch;
+	bool retry;
+	bool cancel;		/* the writer gave up waiting */
 	u32 posted;
 	u32 stored;
-	u32 refused;
+	u32 waited;
+	u32 unposted;
+	u32 retries;
 	int error;
 	u64 call_ns;		/* inside asyncfd_ctx_add_results() */
 	struct completion done;
@@ -99,7 +116,9 @@ struct test_asyncfd_job {
 struct test_asyncfd_report {
 	struct mutex lock;	/* held by each read() and write() */
 	u32 stored;
-	u32 refused;
+	u32 waited;
+	u32 unposted;
+	u32 retries;
 	int error;
 	u64 elapsed_ns;
 	u64 call_ns;
@@ -129,32 +148,44 @@ static u32 test_asyncfd_prepare(struct test_asyncfd_job *job)
 	return n;
 }
 
-/* Post the next batch; returns true once the whole job is posted. */
+/*
+ * Post the next batch; returns true once the whole job is done.  A batch
+ * that found no room for copies is made again at the next call.
+ */
 static bool test_asyncfd_post_batch(struct test_asyncfd_job *job)
 {
 	u32 n = test_asyncfd_prepare(job);
 	u64 start = ktime_get_ns();
+	bool no_room;
 	int ret;
 
 	ret = asyncfd_ctx_add_results(job->ctx, job->results, n);
 	job->call_ns += ktime_get_ns() - start;
-	if (ret < 0) {
-		/* Only a released asyncfd fails a post: so will every retry. */
-		job->error = ret;
-		job->refused += job->count - job->posted;
-		job->posted = job->count;
-	} else {
+	if (ret >= 0) {
 		job->stored += ret;
-		job->refused += n - ret;
+		job->waited += n - ret;
 		job->posted += n;
+		return job->posted == job->count;
 	}
-	return job->posted == job->count;
+	no_room = ret == -ENOSPC || ret == -ENOMEM;
+	if (no_room && job->retry && !READ_ONCE(job->cancel)) {
+		job->retries++;
+		return false;
+	}
+	job->error = no_room && job->retry ? -EINTR : ret;
+	job->unposted += job->count - job->posted;
+	job->posted = job->count;
+	return true;
 }
 
 static void test_asyncfd_post_all(struct test_asyncfd_job *job)
 {
-	while (!test_asyncfd_post_batch(job))
+	while (!test_asyncfd_post_batch(job)) {
+		/* Only the process context runs in the writer. */
+		if (current == job->writer && signal_pending(current))
+			WRITE_ONCE(job->cancel, true);
 		cond_resched();
+	}
 }
 
 static int test_asyncfd_kthread(void *data)
@@ -189,11 +220,15 @@ static enum hrtimer_restart test_asyncfd_timer(struct hrtimer *timer)
 {
 	struct test_asyncfd_job *job = container_of(timer, struct test_asyncfd_job, timer);
 
+	u32 retries = job->retries;
+
 	if (test_asyncfd_post_batch(job)) {
 		complete(&job->done);
 		return HRTIMER_NORESTART;
 	}
-	hrtimer_forward_now(timer, ns_to_ktime(NSEC_PER_USEC));
+	hrtimer_forward_now(timer, ns_to_ktime(job->retries == retries ?
+					       NSEC_PER_USEC :
+					       TEST_ASYNCFD_RETRY_NS));
 	return HRTIMER_RESTART;
 }
 
@@ -202,7 +237,7 @@ static void test_asyncfd_start_timer(void *data)
 {
 	struct test_asyncfd_job *job = data;
 
-	hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_PINNED_HARD);
+	hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_PINNED);
 }
 
 /*
@@ -245,12 +280,16 @@ static int test_asyncfd_start(struct test_asyncfd_job *job,
 			queue_work_on(job->cpu, system_bh_wq, &job->work);
 		break;
 	case TEST_ASYNCFD_HARDIRQ:
+		/*
+		 * Not a _HARD mode: asyncfd's lock sleeps on PREEMPT_RT, where
+		 * these timers expire in a soft interrupt instead.
+		 */
 		hrtimer_init(&job->timer, CLOCK_MONOTONIC,
-			     job->cpu < 0 ? HRTIMER_MODE_REL_HARD :
-					    HRTIMER_MODE_REL_PINNED_HARD);
+			     job->cpu < 0 ? HRTIMER_MODE_REL :
+					    HRTIMER_MODE_REL_PINNED);
 		job->timer.function = test_asyncfd_timer;
 		if (job->cpu < 0)
-			hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL_HARD);
+			hrtimer_start(&job->timer, 0, HRTIMER_MODE_REL);
 		else
 			smp_call_function_single(job->cpu,
 						 test_asyncfd_start_timer,
@@ -260,13 +299,26 @@ static int test_asyncfd_start(struct test_asyncfd_job *job,
 	return 0;
 }
 
-static void test_asyncfd_wait(struct test_asyncfd_job *job,
+/*
+ * Wait for @nr_jobs jobs.  A job that retries waits for the consumer,
+ * which may never come: a signal to the writer stops them all.
+ */
+static void test_asyncfd_wait(struct test_asyncfd_job *jobs,
+			      unsigned int nr_jobs,
 			      enum test_asyncfd_context context)
 {
-	wait_for_completion(&job->done);
-	/* The timer callback may still be returning from complete(). */
-	if (context == TEST_ASYNCFD_HARDIRQ)
-		hrtimer_cancel(&job->timer);
+	unsigned int i, j;
+
+	for (i = 0; i < nr_jobs; i++) {
+		if (wait_for_completion_interruptible(&jobs[i].done)) {
+			for (j = i; j < nr_jobs; j++)
+				WRITE_ONCE(jobs[j].cancel, true);
+			wait_for_completion(&jobs[i].done);
+		}
+		/* The timer callback may still be returning from complete(). */
+		if (context == TEST_ASYNCFD_HARDIRQ)
+			hrtimer_cancel(&jobs[i].timer);
+	}
 }
 
 /*
@@ -293,6 +345,29 @@ static int test_asyncfd_create_threads(struct test_asyncfd_job *jobs,
 		}
 	}
 	return 0;
+}
+
+static void test_asyncfd_report_jobs(struct test_asyncfd_report *report,
+				     const struct test_asyncfd_job *jobs,
+				     unsigned int nr_jobs)
+{
+	unsigned int i;
+
+	report->stored = 0;
+	report->waited = 0;
+	report->unposted = 0;
+	report->retries = 0;
+	report->error = 0;
+	report->call_ns = 0;
+	for (i = 0; i < nr_jobs; i++) {
+		report->stored += jobs[i].stored;
+		report->waited += jobs[i].waited;
+		report->unposted += jobs[i].unposted;
+		report->retries += jobs[i].retries;
+		report->call_ns += jobs[i].call_ns;
+		if (!report->error)
+			report->error = jobs[i].error;
+	}
 }
 
 /*
@@ -331,6 +406,8 @@ static int test_asyncfd_run_all(struct test_asyncfd_job *proto,
 		job->cookie = proto->cookie + (u64)i * proto->count;
 		job->count = proto->count;
 		job->batch = proto->batch;
+		job->retry = proto->retry;
+		job->writer = current;
 		init_completion(&job->done);
 		i++;
 	}
@@ -342,18 +419,8 @@ static int test_asyncfd_run_all(struct test_asyncfd_job *proto,
 		if (!ret)
 			started++;
 	}
-	report->stored = 0;
-	report->refused = 0;
-	report->error = 0;
-	report->call_ns = 0;
-	for (i = 0; i < started; i++) {
-		test_asyncfd_wait(&jobs[i], context);
-		report->stored += jobs[i].stored;
-		report->refused += jobs[i].refused;
-		report->call_ns += jobs[i].call_ns;
-		if (!report->error)
-			report->error = jobs[i].error;
-	}
+	test_asyncfd_wait(jobs, started, context);
+	test_asyncfd_report_jobs(report, jobs, started);
 	kvfree(jobs);
 unlock:
 	cpus_read_unlock();
@@ -385,11 +452,9 @@ static int test_asyncfd_limit(struct test_asyncfd_report *report,
 		job->posted += n;
 		cond_resched();
 	}
+	job->stored = job->count;
+	test_asyncfd_report_jobs(report, job, 1);
 	report->elapsed_ns = ktime_get_ns() - start;
-	report->call_ns = job->call_ns;
-	report->stored = job->count;
-	report->refused = 0;
-	report->error = 0;
 	kvfree(buf);
 	return 0;
 }
@@ -419,14 +484,15 @@ static ssize_t test_asyncfd_read(struct file *file, char __user *buf,
 				 size_t count, loff_t *ppos)
 {
 	struct test_asyncfd_report *report = file->private_data;
-	char text[128];
+	char text[160];
 	int len;
 
 	mutex_lock(&report->lock);
 	len = scnprintf(text, sizeof(text),
-			"stored %u refused %u error %d ns %llu call_ns %llu\n",
-			report->stored, report->refused, report->error,
-			report->elapsed_ns, report->call_ns);
+			"stored %u waited %u unposted %u retries %u error %d ns %llu call_ns %llu\n",
+			report->stored, report->waited, report->unposted,
+			report->retries, report->error, report->elapsed_ns,
+			report->call_ns);
 	mutex_unlock(&report->lock);
 	return simple_read_from_buffer(buf, count, ppos, text, len);
 }
@@ -436,9 +502,10 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 {
 	struct test_asyncfd_report *report = file->private_data;
 	struct test_asyncfd_job *job;
-	char context_name[16], scope[8];
+	char context_name[16], opts[2][8];
 	char *cmd;
-	int context, fd, nr_words, ret;
+	int context, fd, nr_words, i, ret;
+	bool all = false;
 	u64 start;
 
 	cmd = memdup_user_nul(buf, min_t(size_t, count, 128));
@@ -452,6 +519,7 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 	}
 	init_completion(&job->done);
 	job->cpu = -1;
+	job->writer = current;
 
 	ret = -EINVAL;
 	if (sscanf(cmd, "limit %u %u", &job->count, &job->batch) == 2) {
@@ -464,13 +532,21 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 			ret = count;
 		goto free_job;
 	}
-	nr_words = sscanf(cmd, "post %d %15s %llu %u %u %7s", &fd, context_name,
-			  &job->cookie, &job->count, &job->batch, scope);
-	if (nr_words < 5 || (nr_words == 6 && strcmp(scope, "all")) ||
-	    !job->cookie || !job->count || !job->batch ||
+	nr_words = sscanf(cmd, "post %d %15s %llu %u %u %7s %7s", &fd,
+			  context_name, &job->cookie, &job->count, &job->batch,
+			  opts[0], opts[1]);
+	if (nr_words < 5 || !job->count || !job->batch ||
 	    job->batch > TEST_ASYNCFD_MAX_BATCH ||
 	    job->count - 1 > U64_MAX - job->cookie)
 		goto free_job;
+	for (i = 0; i < nr_words - 5; i++) {
+		if (!strcmp(opts[i], "all") && !all)
+			all = true;
+		else if (!strcmp(opts[i], "retry") && !job->retry)
+			job->retry = true;
+		else
+			goto free_job;
+	}
 	context = match_string(test_asyncfd_context_names,
 			       ARRAY_SIZE(test_asyncfd_context_names),
 			       context_name);
@@ -483,16 +559,13 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 		goto free_job;
 	}
 	start = ktime_get_ns();
-	if (nr_words == 6) {
+	if (all) {
 		ret = test_asyncfd_run_all(job, context, report);
 	} else {
 		ret = test_asyncfd_start(job, context);
 		if (!ret) {
-			test_asyncfd_wait(job, context);
-			report->stored = job->stored;
-			report->refused = job->refused;
-			report->error = job->error;
-			report->call_ns = job->call_ns;
+			test_asyncfd_wait(job, 1, context);
+			test_asyncfd_report_jobs(report, job, 1);
 		}
 	}
 	if (!ret)

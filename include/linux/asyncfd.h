@@ -7,37 +7,44 @@
 #define _LINUX_ASYNCFD_H
 
 #include <linux/err.h>
+#include <linux/list.h>
 #include <uapi/linux/asyncfd.h>
 
 struct asyncfd_ctx;
 struct file;
 
+/**
+ * struct asyncfd_wait - A producer's storage for results that may wait
+ * @list: the asyncfd's list of results that wait for room
+ * @results: the results, which stay valid and unchanged until @done
+ * @nr: the number of results
+ * @done: called once the last of them is in the ring (@stored true),
+ *	or when the asyncfd is released while some still wait (@stored
+ *	false: from @results on, @nr of them were never stored).  Called
+ *	without asyncfd locks held, from any context.
+ *
+ * The asyncfd owns the structure from asyncfd_ctx_add_wait() returning 1
+ * until @done, and moves @results and @nr past what it stored.
+ */
+struct asyncfd_wait {
+	struct list_head list;
+	const struct asyncfd_result *results;
+	unsigned int nr;
+	void (*done)(struct asyncfd_wait *wait, bool stored);
+};
+
 #ifdef CONFIG_ASYNCFD
 
-struct file *asyncfd_fget(int fd);
-int asyncfd_add_results(struct file *file, const struct asyncfd_result *results,
-			int n);
 struct asyncfd_ctx *asyncfd_ctx_fdget(int fd);
 struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file);
 void asyncfd_ctx_put(struct asyncfd_ctx *ctx);
 int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n);
+int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait);
 
 #else /* CONFIG_ASYNCFD */
 
 /* No file can be an asyncfd, so lookups fail as they do for other files. */
-static inline struct file *asyncfd_fget(int fd)
-{
-	return ERR_PTR(-EINVAL);
-}
-
-static inline int asyncfd_add_results(struct file *file,
-				      const struct asyncfd_result *results,
-				      int n)
-{
-	return -EBADFD;
-}
-
 static inline struct asyncfd_ctx *asyncfd_ctx_fdget(int fd)
 {
 	return ERR_PTR(-EINVAL);
@@ -55,6 +62,12 @@ static inline void asyncfd_ctx_put(struct asyncfd_ctx *ctx)
 static inline int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 					  const struct asyncfd_result *results,
 					  int n)
+{
+	return -EBADFD;
+}
+
+static inline int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx,
+				       struct asyncfd_wait *wait)
 {
 	return -EBADFD;
 }

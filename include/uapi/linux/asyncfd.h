@@ -20,27 +20,27 @@
 #define ASYNCFD_MAX_ENTRIES	(1U << 22)
 
 /*
- * The ring header, in user memory, aligned to 8 bytes.  @iuser is
- * written by userspace only, @ikernel by the kernel only.  @overflow
- * counts the results refused for lack of room that the consumer has not
- * claimed yet: the kernel adds to it atomically, and the consumer claims
- * them with an atomic exchange to 0, then collects that many from the
- * producer's fallback (for kernel AIO, the aio ring).  The asyncfd polls
- * readable while @overflow is not 0, with EPOLLPRI.  A ring has at least
- * 2 entries, as one always stays empty.
+ * The ring header, in user memory, aligned to 8 bytes.  Each word has one
+ * writer: @iuser is written by userspace only, @ikernel and @kflags by the
+ * kernel only, which never reads them back.  A result that finds no room
+ * waits in the kernel, in order, and enters the ring once the consumer
+ * has made room: ASYNCFD_KF_WAITING in @kflags says that some wait, and
+ * asyncfd(fd, NULL, 0) moves them in.  A ring has at least 2 entries, as
+ * one always stays empty.  The header grows only under a new flag of
+ * asyncfd(), which older kernels refuse.
  */
 struct asyncfd_uring {
 	__u64 ptr;		/* user address of struct asyncfd_result[size] */
 	__u32 iuser;		/* consumer index */
 	__u32 size;		/* number of entries */
 	__u32 ikernel;		/* producer index */
-	__u32 overflow;		/* refused results, not yet claimed */
+	__u32 kflags;		/* ASYNCFD_KF_* */
 };
 
-/*
- * One result; a slot is free when its cookie is 0, so producers never
- * post a zero cookie.  The layout equals struct io_event.
- */
+/* Results wait in the kernel for room in the ring. */
+#define ASYNCFD_KF_WAITING	(1U << 0)
+
+/* One result, with the layout of struct io_event.  Any cookie is valid. */
 struct asyncfd_result {
 	__u64 cookie;
 	__u64 obj;

@@ -12,6 +12,7 @@
 #define __ASYNCFD_RING_H
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -154,20 +155,17 @@ static inline struct asyncfd_result *asyncfd_peek(const struct asyncfd_ring *rin
 	return &ring->entries[head];
 }
 
-/* Hand the @n oldest results back to the kernel. */
+/*
+ * Hand the @n oldest results back to the kernel.  Release keeps our
+ * reads of them before the kernel's next stores into their slots: the
+ * kernel reads iuser with acquire before it stores.
+ */
 static inline void asyncfd_advance(struct asyncfd_ring *ring, unsigned int n)
 {
-	unsigned int head = ring->hdr->iuser;
+	unsigned int head = ring->hdr->iuser + n;
 
-	while (n--) {
-		/*
-		 * A zero cookie frees the slot.  Release keeps our reads of
-		 * the result before the kernel's next store into it.
-		 */
-		__atomic_store_n(&ring->entries[head].cookie, 0, __ATOMIC_RELEASE);
-		if (++head == ring->size)
-			head = 0;
-	}
+	if (head >= ring->size)
+		head -= ring->size;
 	__atomic_store_n(&ring->hdr->iuser, head, __ATOMIC_RELEASE);
 }
 
@@ -182,15 +180,8 @@ static inline unsigned int asyncfd_reap(struct asyncfd_ring *ring,
 	unsigned int tail = __atomic_load_n(&ring->hdr->ikernel, __ATOMIC_ACQUIRE);
 	unsigned int n = 0;
 
-	/*
-	 * One pass, as asyncfd_advance() frees slots: copy a result, then
-	 * clear its cookie with release.  Each release store is also a
-	 * compiler barrier, hence the locals: anything read through @ring
-	 * would be read again for every result.
-	 */
 	while (head != tail && n < max) {
 		out[n++] = entries[head];
-		__atomic_store_n(&entries[head].cookie, 0, __ATOMIC_RELEASE);
 		if (++head == size)
 			head = 0;
 	}
@@ -200,20 +191,26 @@ static inline unsigned int asyncfd_reap(struct asyncfd_ring *ring,
 }
 
 /*
- * Claim the results the ring refused since the last claim, and return
- * how many: the caller must now collect exactly that many from the
- * producer's fallback (for KAIO, io_getevents(aio, n, n, ...), which
- * never waits long: a refused completion is in the aio ring or on its
- * way there).  The kernel adds to @overflow atomically, and the
- * exchange to 0 takes each refusal exactly once.  The plain load first
- * keeps the common case, nothing refused, free of an atomic operation;
- * a refusal that it misses makes the fd readable again.
+ * Whether results wait in the kernel for room.  Read it after making
+ * room: results that had to wait enter the ring at the next post, or
+ * at once with asyncfd_flush().
  */
-static inline unsigned int asyncfd_claim_overflow(struct asyncfd_ring *ring)
+static inline bool asyncfd_waiting(const struct asyncfd_ring *ring)
 {
-	if (!__atomic_load_n(&ring->hdr->overflow, __ATOMIC_RELAXED))
-		return 0;
-	return __atomic_exchange_n(&ring->hdr->overflow, 0, __ATOMIC_ACQ_REL);
+	return __atomic_load_n(&ring->hdr->kflags, __ATOMIC_ACQUIRE) &
+	       ASYNCFD_KF_WAITING;
+}
+
+/*
+ * Move the results that wait in the kernel into the room we made; never
+ * blocks.  Returns how many still wait (the ring is full again), or
+ * -errno.
+ */
+static inline int asyncfd_flush(const struct asyncfd_ring *ring)
+{
+	int ret = sys_asyncfd(ring->fd, NULL, 0);
+
+	return ret < 0 ? -errno : ret;
 }
 
 #endif /* __ASYNCFD_RING_H */
