@@ -70,14 +70,16 @@ static void asyncfd_copy_done(struct asyncfd_wait *wait, bool stored)
 
 /*
  * Free slots from our tail up to the one before iuser, which stays empty
- * so that a full ring never looks empty.  The acquire pairs with the
- * consumer's release of iuser once it has copied the slots out, so our
- * stores into them come after its loads.  A hostile iuser at or past
+ * so that a full ring never looks empty.  A hostile iuser at or past
  * size gives no room; below size it can only make us overwrite results
  * that the consumer has not taken yet, its own loss.
  */
 static u32 asyncfd_room(const struct asyncfd_ring *ring)
 {
+	/*
+	 * Pairs with the consumer's release of iuser once it has copied
+	 * the slots out: our stores into them come after its loads.
+	 */
 	u32 iuser = smp_load_acquire(&ring->hdr->iuser);
 	u32 tail = ring->tail;
 
@@ -142,18 +144,16 @@ static void asyncfd_wait_add(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
 	ctx->waiting_peak = max(ctx->waiting_peak, ctx->nr_waiting);
 }
 
-/*
- * Publish our tail, and whether results wait, to the consumer.  The
- * release pairs with its acquire of ikernel, so it sees the results
- * before the index; kflags is written only when it changes.
- */
+/* Publish our tail, and whether results wait, to the consumer. */
 static void asyncfd_publish(struct asyncfd_ring *ring, bool waiting)
 {
 	u32 kflags = waiting ? ASYNCFD_KF_WAITING : 0;
 
+	/* Pairs with its acquire: it sees the results before the index. */
 	smp_store_release(&ring->hdr->ikernel, ring->tail);
 	if (kflags != ring->kflags) {
 		ring->kflags = kflags;
+		/* Pairs with its acquire: the flag comes after the index. */
 		smp_store_release(&ring->hdr->kflags, kflags);
 	}
 }
@@ -189,6 +189,7 @@ static __poll_t asyncfd_events(struct asyncfd_ctx *ctx)
  */
 static void asyncfd_wake_locked(struct asyncfd_ctx *ctx)
 {
+	/* Waiters are added under wqh.lock, which we hold. */
 	if (waitqueue_active(&ctx->wqh))
 		wake_up_locked_poll(&ctx->wqh, asyncfd_events(ctx));
 }
@@ -218,7 +219,7 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	struct asyncfd_copy *copy = NULL;
 	unsigned long flags;
 	LIST_HEAD(done);
-	u32 room, wait;
+	u32 room, wait, tail;
 	int stored;
 
 	if (n < 0)
@@ -228,13 +229,16 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 		return -EBADFD;
 	}
+	tail = ctx->ring.tail;
 	room = asyncfd_room(&ctx->ring);
 	if (unlikely(!list_empty(&ctx->waiting)))
 		room = asyncfd_drain(ctx, room, &done);
 	wait = n - min_t(u32, n, room);
 	if (unlikely(wait)) {
+		/* A swap to a smaller ring may leave more copies than its size. */
 		stored = -ENOSPC;
-		if (wait > ctx->ring.size - ctx->nr_copied)
+		if (wait > ctx->ring.size ||
+		    ctx->nr_copied > ctx->ring.size - wait)
 			goto publish;
 		stored = -ENOMEM;
 		copy = kmalloc(struct_size(copy, results, wait),
@@ -252,7 +256,8 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	stored = asyncfd_store(&ctx->ring, room, results, n);
 publish:
 	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
-	if (n)
+	/* A failed post took nothing, but its drain may have stored. */
+	if ((n && stored >= 0) || ctx->ring.tail != tail)
 		asyncfd_wake_locked(ctx);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 	asyncfd_finish(&done, true);
