@@ -26,24 +26,19 @@
 #define BLOCK 512
 #define RING_SIZE 4 /* holds 3 results, fewer than NREADS */
 
-/* Static, so zeroed: a zero cookie marks a free slot. */
+/* Static, so zeroed: iuser, ikernel and kflags start at 0. */
 static struct asyncfd_uring ring;
 static struct asyncfd_result entries[RING_SIZE];
 static struct iocb iocbs[NREADS];
 static char bufs[NREADS][BLOCK];
 static char seen[NREADS];
 
-/* Check that a result is one of our reads, and the first for it. */
-static void report(__u64 cookie, __u64 obj, __s64 res, const char *how)
-{
-	if (cookie < 1 || cookie > NREADS ||
-	    obj != (uintptr_t)&iocbs[cookie - 1] || seen[cookie - 1]++)
-		errx(EXIT_FAILURE, "unexpected result %llu", cookie);
-	printf("read %llu: %lld bytes%s\n", cookie, res, how);
-}
-
-/* Take every result the kernel has published; return how many. */
-static unsigned int consume(void)
+/*
+ * Take every result the kernel has published, checking that each one
+ * belongs to a read of ours, read a whole block and is the first for
+ * it; return how many.
+ */
+static unsigned int reap(const char *how)
 {
 	struct asyncfd_result r;
 	unsigned int head, tail, n = 0;
@@ -52,39 +47,24 @@ static unsigned int consume(void)
 	tail = __atomic_load_n(&ring.ikernel, __ATOMIC_ACQUIRE);
 	for (head = ring.iuser; head != tail; head = (head + 1) % RING_SIZE) {
 		r = entries[head];
-		/* Release: the copy is done before the kernel reuses the slot. */
-		__atomic_store_n(&entries[head].cookie, 0, __ATOMIC_RELEASE);
-		report(r.cookie, r.obj, r.res, "");
+		if (r.cookie >= NREADS || r.obj != (uintptr_t)&iocbs[r.cookie] ||
+		    r.res != BLOCK || seen[r.cookie]++)
+			errx(EXIT_FAILURE, "unexpected result %llu",
+			     (unsigned long long)r.cookie);
+		printf("read %llu: %lld bytes%s\n", (unsigned long long)r.cookie,
+		       (long long)r.res, how);
 		n++;
 	}
+	/* Release: the copies are done before the kernel reuses the slots. */
 	__atomic_store_n(&ring.iuser, tail, __ATOMIC_RELEASE);
 	return n;
 }
 
-/* Take the results the ring refused from the aio ring; return how many. */
-static unsigned int collect(aio_context_t aio)
+/* Whether results wait in the kernel for room in the ring. */
+static int waiting(void)
 {
-	struct io_event ev[NREADS];
-	unsigned int i, n;
-
-	/*
-	 * The kernel adds each refusal to overflow atomically, and the
-	 * exchange claims it exactly once.
-	 */
-	n = __atomic_exchange_n(&ring.overflow, 0, __ATOMIC_ACQ_REL);
-	if (!n)
-		return 0;
-	if (n > NREADS)
-		errx(EXIT_FAILURE, "%u results refused", n);
-	/*
-	 * Wait for exactly n events, without a timeout: a completion that
-	 * was counted is in the aio ring already, or about to be.
-	 */
-	if (syscall(SYS_io_getevents, aio, n, n, ev, NULL) != n)
-		err(EXIT_FAILURE, "io_getevents");
-	for (i = 0; i < n; i++)
-		report(ev[i].data, ev[i].obj, ev[i].res, ", via io_getevents");
-	return n;
+	return __atomic_load_n(&ring.kflags, __ATOMIC_ACQUIRE) &
+	       ASYNCFD_KF_WAITING;
 }
 
 int main(int argc, char *argv[])
@@ -109,7 +89,7 @@ int main(int argc, char *argv[])
 	if (syscall(SYS_io_setup, NREADS, &aio) == -1)
 		err(EXIT_FAILURE, "io_setup");
 	for (i = 0; i < NREADS; i++) {
-		iocbs[i].aio_data = i + 1; /* the cookie: never 0 */
+		iocbs[i].aio_data = i; /* the cookie: any value, 0 included */
 		iocbs[i].aio_lio_opcode = IOCB_CMD_PREAD;
 		iocbs[i].aio_fildes = fd;
 		iocbs[i].aio_buf = (uintptr_t)bufs[i];
@@ -123,8 +103,8 @@ int main(int argc, char *argv[])
 		err(EXIT_FAILURE, "io_submit");
 
 	/*
-	 * No timeout: the asyncfd is readable while results wait in the
-	 * ring or refused ones wait to be claimed.
+	 * No timeout: the asyncfd is readable while the ring holds results
+	 * or results wait in the kernel.
 	 */
 	pfd.fd = afd;
 	pfd.events = POLLIN;
@@ -132,8 +112,17 @@ int main(int argc, char *argv[])
 	while (done < NREADS) {
 		if (poll(&pfd, 1, -1) == -1)
 			err(EXIT_FAILURE, "poll");
-		done += consume();
-		done += collect(aio);
+		done += reap("");
+		/*
+		 * Results that found the ring full wait in the kernel, in
+		 * order, until asked for: the flush moves them into the room
+		 * that reap() made.
+		 */
+		while (waiting()) {
+			if (syscall(__NR_asyncfd, afd, NULL, 0) == -1)
+				err(EXIT_FAILURE, "asyncfd flush");
+			done += reap(", after waiting in the kernel");
+		}
 	}
 
 	syscall(SYS_io_destroy, aio);

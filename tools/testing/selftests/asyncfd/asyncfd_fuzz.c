@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Random sequences of asyncfd(), KAIO with IOCB_FLAG_ASYNCFD, the test
- * producer, close, dup, fork, munmap, mprotect and friends, with random
- * arguments: mostly plausible ones, so that calls get past the argument
- * checks, and now and then wild ones.
+ * Random sequences of asyncfd() (create, swap and flush), read() of an
+ * asyncfd, KAIO with IOCB_FLAG_ASYNCFD, the test producer, close, dup,
+ * fork, munmap, mprotect and friends, with random arguments: mostly
+ * plausible ones, so that calls get past the argument checks, and now
+ * and then wild ones.  Results are left to wait in the kernel, rings
+ * are swapped and closed while they do, cookies may be 0, and the
+ * header words that only the kernel writes get scribbled on.
  *
  * It passes when the kernel did not splat (the harness reads dmesg),
  * every call failed only with an error the ABI documents, the producer
  * accounted for every result, and pinned memory (VmPin, and the user's
  * locked_vm as RLIMIT_MEMLOCK shows it) came back to where it started.
+ * Then a fresh ring must still get every result, once and in order.
  *
  * Several worker processes fuzz at once, each with its own descriptors
  * and mappings, so that the kernel sees concurrent callers and the run
@@ -97,7 +101,8 @@ struct ring_view {
  */
 struct fuzz_stats {
 	uint64_t ops, failures, child_failures, forks;
-	uint64_t asyncfd_ok, submitted, posted, reaped, claimed;
+	uint64_t asyncfd_ok, submitted, posted, waited, unposted, reaped;
+	uint64_t flushes, reads, swaps_waiting;
 	uint64_t op_count[MAX_OP_KINDS], op_ns[MAX_OP_KINDS];
 	char failure[160];
 };
@@ -201,27 +206,6 @@ static bool guarded_write(const struct fuzz *fz, void *dst, const void *src,
 	return guarded_copy(dst, src, len < room ? len : room) && len <= room;
 }
 
-/*
- * Claim the overflow of the header at @hdr, which may be unmapped or
- * read-only, as a consumer would: an exchange to 0, racing the kernel's
- * atomic adds.  Only inside a region, as guarded_write().
- */
-static unsigned int guarded_claim(const struct fuzz *fz, struct asyncfd_uring *hdr)
-{
-	unsigned int n;
-
-	if (region_room(fz, &hdr->overflow) < sizeof(hdr->overflow))
-		return 0;
-	if (sigsetjmp(fault_jmp, 1)) {
-		catch_faults(0);
-		return 0;
-	}
-	catch_faults(1);
-	n = __atomic_exchange_n(&hdr->overflow, 0, __ATOMIC_ACQ_REL);
-	catch_faults(0);
-	return n;
-}
-
 static int pick_fd(struct fuzz *fz)
 {
 	switch (rng_below(&fz->rng, 10)) {
@@ -279,10 +263,45 @@ static unsigned int keep_fd(struct fuzz *fz, int fd)
 	return slot;
 }
 
+/* Mostly an asyncfd we created (perhaps closed since), else anything. */
+static int pick_asyncfd(struct fuzz *fz)
+{
+	unsigned int first = rng_below(&fz->rng, NR_SLOTS), i;
+
+	if (rng_one_in(&fz->rng, 4))
+		return pick_fd(fz);
+	for (i = 0; i < NR_SLOTS; i++)
+		if (fz->views[(first + i) % NR_SLOTS].hdr)
+			return fz->fds[(first + i) % NR_SLOTS];
+	return pick_fd(fz);
+}
+
 static bool asyncfd_errno_documented(int err)
 {
 	return err == EFAULT || err == EINVAL || err == EBADF ||
-	       err == ENOMEM || err == EMFILE || err == ENFILE;
+	       err == ENOMEM || err == EMFILE || err == ENFILE ||
+	       err == EOPNOTSUPP;
+}
+
+/*
+ * Half the asyncfds are non-blocking from the start, for good: a flag
+ * that changed later would race the reads of children sharing the file.
+ */
+static void maybe_nonblock(struct fuzz *fz, int fd)
+{
+	if (rng_one_in(&fz->rng, 2))
+		fcntl(fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Remember that @slot's asyncfd now uses the ring at @hdr. */
+static void set_view(struct fuzz *fz, unsigned int slot, char *hdr,
+		     char *entries, unsigned int size)
+{
+	fz->views[slot] = (struct ring_view){
+		.hdr = (struct asyncfd_uring *)hdr,
+		.entries = (struct asyncfd_result *)entries,
+		.size = size,
+	};
 }
 
 /* Create an asyncfd, or swap the ring of one, on a mostly sane header. */
@@ -305,9 +324,10 @@ static void op_asyncfd(struct fuzz *fz)
 		uring.iuser = rng_below(&fz->rng, size);
 		uring.ikernel = uring.iuser;
 	}
+	/* Words that only the kernel writes must start at 0. */
 	if (rng_one_in(&fz->rng, 32))
-		uring.overflow = 1;
-	/* A ring must start clean: zero it, when it is memory we may write. */
+		uring.kflags = rng_one_in(&fz->rng, 2) ? ASYNCFD_KF_WAITING : rng_next(&fz->rng);
+	/* Nothing requires zeroed entries any more: mostly, clear them anyway. */
 	if (!rng_one_in(&fz->rng, 8) && entries && size <= 512) {
 		static const struct asyncfd_result zero[512];
 
@@ -326,61 +346,239 @@ static void op_asyncfd(struct fuzz *fz)
 	if (ufd != -1 && ret != ufd)
 		fail(fz, "asyncfd swap", ret, 0);
 	if (ufd == -1) {
-		unsigned int slot = keep_fd(fz, ret);
-
-		fz->views[slot] = (struct ring_view){
-			.hdr = (struct asyncfd_uring *)hdr,
-			.entries = (struct asyncfd_result *)entries,
-			.size = size,
-		};
+		maybe_nonblock(fz, ret);
+		set_view(fz, keep_fd(fz, ret), hdr, entries, size);
 	}
 }
 
-/* Consume a registered ring as a careless reader: it may be garbage. */
+/*
+ * Ask for the results that wait, as a consumer does once kflags says
+ * so; now and then with flags, which a flush refuses.  Returns what
+ * still waits, or -1.
+ */
+static int flush_fd(struct fuzz *fz, int fd)
+{
+	unsigned int flags = rng_one_in(&fz->rng, 8) ? rng_next(&fz->rng) : 0;
+	int ret = sys_asyncfd(fd, NULL, flags);
+
+	if (ret < 0) {
+		/* -1 creates, and a NULL ring is no ring to create with. */
+		if (!asyncfd_errno_documented(errno) ||
+		    (fd == -1 && flags == 0 && errno != EFAULT))
+			fail(fz, "asyncfd flush", ret, errno);
+		return -1;
+	}
+	if (flags || fd == -1)
+		fail(fz, "asyncfd flush with flags, or without a file", ret, 0);
+	count(&fz->stats->flushes, 1);
+	return ret;
+}
+
+/*
+ * Consume a registered ring as a careless reader: it may be garbage, and
+ * the fd may no longer be the ring's.  While kflags says that results
+ * wait, mostly flush them in.
+ */
 static void op_reap(struct fuzz *fz)
 {
-	struct ring_view *v = &fz->views[rng_below(&fz->rng, NR_SLOTS)];
+	unsigned int slot = rng_below(&fz->rng, NR_SLOTS);
+	struct ring_view *v = &fz->views[slot];
 	struct asyncfd_uring hdr;
 	struct asyncfd_result res;
 	unsigned int n = 0;
-	static const uint64_t zero;
 
 	if (!v->hdr || !guarded_copy(&hdr, v->hdr, sizeof(hdr)))
 		return;
 	while (hdr.iuser != hdr.ikernel && hdr.iuser < v->size && n++ < 64) {
-		if (!guarded_copy(&res, &v->entries[hdr.iuser], sizeof(res)) ||
-		    !guarded_write(fz, &v->entries[hdr.iuser].cookie, &zero,
-				   sizeof(zero)))
+		if (!guarded_copy(&res, &v->entries[hdr.iuser], sizeof(res)))
 			return;
 		hdr.iuser = hdr.iuser + 1 == v->size ? 0 : hdr.iuser + 1;
 	}
 	guarded_write(fz, &v->hdr->iuser, &hdr.iuser, sizeof(hdr.iuser));
 	count(&fz->stats->reaped, n);
-	if (rng_one_in(&fz->rng, 2))
-		count(&fz->stats->claimed, guarded_claim(fz, v->hdr));
+	if ((hdr.kflags & ASYNCFD_KF_WAITING) && !rng_one_in(&fz->rng, 4))
+		flush_fd(fz, fz->fds[slot]);
+}
+
+static void op_flush(struct fuzz *fz)
+{
+	flush_fd(fz, pick_asyncfd(fz));
+}
+
+/* What a post reports: every result accounted for, for a known reason. */
+static bool post_sane(const struct post_result *pr, unsigned int count)
+{
+	if (pr->stored + pr->waited + pr->unposted != count ||
+	    !pr->error != !pr->unposted)
+		return false;
+	return !pr->error || pr->error == -EBADFD || pr->error == -ENOSPC ||
+	       pr->error == -ENOMEM;
+}
+
+/*
+ * Post @nr results to @fd, which nobody may ever consume: without
+ * retry, so that a call the kernel refuses ends the post.  Cookies may
+ * be 0.  Returns the report, or false if nothing was posted.
+ */
+static bool post_to(struct fuzz *fz, int fd, unsigned int nr, struct post_result *pr)
+{
+	const char *context = contexts[rng_below(&fz->rng, ARRAY_SIZE(contexts))];
+	bool all_cpus = rng_one_in(&fz->rng, 8) && strcmp(context, "process");
+	unsigned int batch = 1 + rng_below(&fz->rng, 64);
+	uint64_t cookie = rng_one_in(&fz->rng, 8) ? 0 : rng_below(&fz->rng, UINT64_MAX / 2);
+	int ret;
+
+	ret = test_producer_send_from(fz->tp, fd, context, all_cpus, false,
+				      cookie, nr, batch, pr);
+	if (ret) {
+		if (ret != -EBADF && ret != -EINVAL)
+			fail(fz, "post", ret, -ret);
+		return false;
+	}
+	if (!post_sane(pr, nr * (all_cpus ? fz->nr_cpus : 1)))
+		fail(fz, "post report", pr->stored, -pr->error);
+	count(&fz->stats->posted, pr->stored + pr->waited + pr->unposted);
+	count(&fz->stats->waited, pr->waited);
+	count(&fz->stats->unposted, pr->unposted);
+	return true;
 }
 
 static void op_post(struct fuzz *fz)
 {
-	const char *context = contexts[rng_below(&fz->rng, ARRAY_SIZE(contexts))];
-	bool all_cpus = rng_one_in(&fz->rng, 8) && strcmp(context, "process");
-	unsigned int nr = 1 + rng_below(&fz->rng, 64);
-	unsigned int batch = 1 + rng_below(&fz->rng, 64);
-	uint64_t cookie = 1 + rng_below(&fz->rng, UINT64_MAX / 2);
 	struct post_result pr;
+
+	post_to(fz, pick_fd(fz), 1 + rng_below(&fz->rng, 64), &pr);
+}
+
+/*
+ * A sane ring somewhere in a region: a header, then @size zeroed
+ * entries.  False if no mapped region has room, or the memory faults.
+ */
+static bool sane_ring(struct fuzz *fz, unsigned int size, char **hdr, char **entries)
+{
+	struct region *r = pick_region(fz);
+	size_t need = 64 + size * sizeof(struct asyncfd_result);
+	struct asyncfd_uring uring = { .size = size };
+	static const struct asyncfd_result zero[512];
+	size_t off;
+
+	if (!r->addr || r->len < need || size > ARRAY_SIZE(zero))
+		return false;
+	off = rng_below(&fz->rng, r->len - need + 1) & ~(size_t)7;
+	*hdr = r->addr + off;
+	*entries = *hdr + 64;
+	uring.ptr = (uintptr_t)*entries;
+	return guarded_write(fz, *entries, zero, size * sizeof(zero[0])) &&
+	       guarded_write(fz, *hdr, &uring, sizeof(uring));
+}
+
+/*
+ * Overfill an asyncfd of ours so that results wait in the kernel, then
+ * swap its ring for a sane one, which they move into as far as it has
+ * room; the rest keep waiting, and the new header's kflags says so.
+ */
+static void op_swap_waiting(struct fuzz *fz)
+{
+	unsigned int slot = rng_below(&fz->rng, NR_SLOTS);
+	unsigned int size = 2 + rng_below(&fz->rng, 63);
+	struct ring_view *v = &fz->views[slot];
+	struct post_result pr;
+	char *hdr, *entries;
+	int fd = fz->fds[slot];
 	int ret;
 
-	ret = test_producer_send_from(fz->tp, pick_fd(fz), context, all_cpus,
-				      cookie, nr, batch, &pr);
-	if (ret) {
-		if (ret != -EBADF && ret != -EINVAL)
-			fail(fz, "post", ret, -ret);
+	if (!v->hdr || fd < 0)
+		return;
+	if (!post_to(fz, fd, v->size + 1 + rng_below(&fz->rng, v->size < 64 ? v->size : 64),
+		     &pr))
+		return;
+	if (!sane_ring(fz, size, &hdr, &entries))
+		return;
+	ret = sys_asyncfd(fd, (struct asyncfd_uring *)hdr, 0);
+	if (ret < 0) {
+		if (!asyncfd_errno_documented(errno))
+			fail(fz, "asyncfd swap", ret, errno);
 		return;
 	}
-	if (pr.stored + pr.refused != nr * (all_cpus ? fz->nr_cpus : 1) ||
-	    (pr.error && pr.error != -EBADFD))
-		fail(fz, "post report", pr.stored, -pr.error);
-	count(&fz->stats->posted, nr);
+	if (ret != fd)
+		fail(fz, "asyncfd swap", ret, 0);
+	count(&fz->stats->swaps_waiting, pr.waited > 0);
+	set_view(fz, slot, hdr, entries, size);
+	if (rng_one_in(&fz->rng, 2))
+		flush_fd(fz, fd);
+}
+
+/*
+ * The words of a ring header that only the kernel writes, or iuser,
+ * scribbled on: the kernel keeps its own copies of the former.
+ */
+static void op_scribble_header(struct fuzz *fz)
+{
+	struct ring_view *v = &fz->views[rng_below(&fz->rng, NR_SLOTS)];
+	uint32_t val = rng_below(&fz->rng, 4) ? rng_below(&fz->rng, v->size + 2) :
+						 rng_next(&fz->rng);
+
+	if (!v->hdr)
+		return;
+	switch (rng_below(&fz->rng, 3)) {
+	case 0:
+		guarded_write(fz, &v->hdr->ikernel, &val, sizeof(val));
+		break;
+	case 1:
+		val = rng_one_in(&fz->rng, 2) ? val : val ^ ASYNCFD_KF_WAITING;
+		guarded_write(fz, &v->hdr->kflags, &val, sizeof(val));
+		break;
+	case 2:
+		guarded_write(fz, &v->hdr->iuser, &val, sizeof(val));
+		break;
+	}
+}
+
+static bool is_asyncfd(int fd)
+{
+	char path[64], link[64];
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	len = readlink(path, link, sizeof(link) - 1);
+	if (len < 0)
+		return false;
+	link[len] = '\0';
+	return !strcmp(link, "anon_inode:[asyncfd]");
+}
+
+/*
+ * read() flushes, and returns what the ring holds; it blocks while the
+ * ring is empty and nothing waits.  Blocking asyncfds only get reads
+ * too short to take, which fail before any wait.  The file is read-only.
+ */
+static void op_read(struct fuzz *fz)
+{
+	int fd = pick_asyncfd(fz), fl;
+	uint64_t buf[2] = {};
+	size_t len;
+	ssize_t ret;
+
+	if (!is_asyncfd(fd))
+		return;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return;
+	if ((fl & O_ACCMODE) != O_RDONLY)
+		fail(fz, "asyncfd F_GETFL", fl, 0);
+	ret = write(fd, buf, sizeof(buf[0]));
+	if (ret != -1 || errno != EBADF)
+		fail(fz, "asyncfd write", ret, errno);
+	len = rng_below(&fz->rng, fl & O_NONBLOCK ? sizeof(buf) + 1 : sizeof(buf[0]));
+	ret = read(fd, buf, len);
+	count(&fz->stats->reads, 1);
+	if (len < sizeof(buf[0])) {
+		if (ret != -1 || errno != EINVAL)
+			fail(fz, "short asyncfd read", ret, errno);
+	} else if (ret == -1 ? errno != EAGAIN :
+		   ret != sizeof(buf[0]) || buf[0] >= ASYNCFD_MAX_ENTRIES) {
+		fail(fz, "asyncfd read", ret, ret == -1 ? errno : 0);
+	}
 }
 
 static void op_close(struct fuzz *fz)
@@ -555,19 +753,6 @@ static aio_context_t pick_aio(struct fuzz *fz)
 		if (fz->aio[(first + i) % NR_AIO_CTXS])
 			return fz->aio[(first + i) % NR_AIO_CTXS];
 	return 0;
-}
-
-/* Mostly an asyncfd we created (perhaps closed since), else anything. */
-static int pick_asyncfd(struct fuzz *fz)
-{
-	unsigned int first = rng_below(&fz->rng, NR_SLOTS), i;
-
-	if (rng_one_in(&fz->rng, 4))
-		return pick_fd(fz);
-	for (i = 0; i < NR_SLOTS; i++)
-		if (fz->views[(first + i) % NR_SLOTS].hdr)
-			return fz->fds[(first + i) % NR_SLOTS];
-	return pick_fd(fz);
 }
 
 static void fill_iocb(struct fuzz *fz, struct iocb *cb)
@@ -758,13 +943,17 @@ struct fuzz_op {
 static const struct fuzz_op fuzz_ops[] = {
 	{ op_asyncfd,		"asyncfd",	40 },
 	{ op_reap,		"reap",		20 },
+	{ op_flush,		"flush",	8 },
+	{ op_read,		"read",		4 },
 	{ op_post,		"post",		6 },
+	{ op_swap_waiting,	"swap_waiting",	3 },
 	{ op_close,		"close",	14 },
 	{ op_dup,		"dup",		12 },
 	{ op_mmap,		"mmap",		2 },
 	{ op_munmap,		"munmap",	3 },
 	{ op_mprotect,		"mprotect",	3 },
 	{ op_scribble,		"scribble",	20 },
+	{ op_scribble_header,	"scribble_hdr",	6 },
 	{ op_io_setup,		"io_setup",	1 },
 	{ op_io_destroy,	"io_destroy",	1 },
 	{ op_io_submit,		"io_submit",	40 },
@@ -948,21 +1137,56 @@ FIXTURE_TEARDOWN(fuzz)
 		munmap(self->stats, sizeof(*self->stats));
 }
 
-/* After all that, a fresh ring still gets every result, once. */
+/* Reap all that @ring holds into @res, and check the cookies from @cookie on. */
+static unsigned int reap_from(struct __test_metadata *_metadata,
+			      struct asyncfd_ring *ring, struct asyncfd_result *res,
+			      unsigned int max, uint64_t cookie)
+{
+	unsigned int n = asyncfd_reap(ring, res, max), i;
+
+	for (i = 0; i < n; i++)
+		EXPECT_EQ(cookie + i, res[i].cookie);
+	return n;
+}
+
+/*
+ * After all that, a fresh ring still gets every result, once and in
+ * order, from cookie 0 on.  Scribbles on the words only the kernel
+ * writes change nothing in it: the next store publishes ikernel again,
+ * and a kflags bit set by hand makes nothing wait, nor EPOLLPRI.
+ */
 static void expect_asyncfd_works(struct __test_metadata *_metadata)
 {
-	struct asyncfd_result res[128];
+	struct asyncfd_result res[256];
 	struct asyncfd_ring ring;
 	struct post_result pr;
-	unsigned int n, i;
+	struct pollfd pfd;
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&ring, 256, 0));
-	ASSERT_EQ(0, test_producer_post(ring.fd, "hardirq", 7, 100, 8, &pr));
+	pfd = (struct pollfd){ .fd = ring.fd, .events = POLLIN | POLLPRI };
+	ring.hdr->ikernel = 77;
+	ring.hdr->kflags = ~0U;
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
+	EXPECT_EQ(0, asyncfd_flush(&ring));
+	ASSERT_EQ(0, test_producer_post(ring.fd, "hardirq", 0, 100, 8, &pr));
 	EXPECT_EQ(100, pr.stored);
-	n = asyncfd_reap(&ring, res, ARRAY_SIZE(res));
-	EXPECT_EQ(100, n);
-	for (i = 0; i < n; i++)
-		EXPECT_EQ(7 + i, res[i].cookie);
+	EXPECT_EQ(100, __atomic_load_n(&ring.hdr->ikernel, __ATOMIC_ACQUIRE));
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(POLLIN, pfd.revents);
+	EXPECT_EQ(100, reap_from(_metadata, &ring, res, ARRAY_SIZE(res), 0));
+
+	/* The ring holds 255 of 300: 45 wait, and now kflags says so. */
+	ASSERT_EQ(0, test_producer_post(ring.fd, "process", 100, 300, 64, &pr));
+	EXPECT_EQ(255, pr.stored);
+	EXPECT_EQ(45, pr.waited);
+	EXPECT_TRUE(asyncfd_waiting(&ring));
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(POLLIN | POLLPRI, pfd.revents);
+	EXPECT_EQ(255, reap_from(_metadata, &ring, res, ARRAY_SIZE(res), 100));
+	EXPECT_EQ(0, asyncfd_flush(&ring));
+	EXPECT_FALSE(asyncfd_waiting(&ring));
+	EXPECT_EQ(45, reap_from(_metadata, &ring, res, ARRAY_SIZE(res), 355));
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
 	asyncfd_ring_exit(&ring);
 }
 
@@ -1009,9 +1233,14 @@ TEST_F_TIMEOUT(fuzz, random_operations_keep_kernel_sane, 280)
 		       (unsigned long long)st->asyncfd_ok,
 		       (unsigned long long)st->submitted,
 		       (unsigned long long)st->posted);
-	ksft_print_msg("reaped %llu claimed %llu forks %llu seconds %.1f\n",
+	ksft_print_msg("waited %llu unposted %llu swaps-while-waiting %llu\n",
+		       (unsigned long long)st->waited,
+		       (unsigned long long)st->unposted,
+		       (unsigned long long)st->swaps_waiting);
+	ksft_print_msg("reaped %llu flushes %llu reads %llu forks %llu seconds %.1f\n",
 		       (unsigned long long)st->reaped,
-		       (unsigned long long)st->claimed,
+		       (unsigned long long)st->flushes,
+		       (unsigned long long)st->reads,
 		       (unsigned long long)st->forks,
 		       (mono_ns() - start) / (double)NSEC_PER_SEC);
 	fflush(stdout);

@@ -6,14 +6,20 @@
  * and to null_blk devices whose irqmode makes them complete in the
  * submitter's context, in softirq or in hard interrupt context.  Every
  * test counts results by cookie: each request must show up exactly
- * once, in the asyncfd ring or, when the ring refused it and counted
- * it in overflow, through io_getevents() once claimed from there.
+ * once, and while its asyncfd is open only in the asyncfd ring.  A
+ * completion that finds the ring full waits in the kernel, in its own
+ * request, and enters the ring at the next post, a flush, a read() or a
+ * swap; io_getevents() sees it only once the asyncfd has been closed.
  */
 
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -21,6 +27,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../kselftest_harness.h"
@@ -312,6 +320,389 @@ static double busy_tick_rate(struct __test_metadata *_metadata,
 	return rate;
 }
 
+/*
+ * Results counted by cookie.  Cookie c, 1 <= c <= total, was submitted
+ * from iocbs[(c - 1) % nr_iocbs] and must complete with @res.  The
+ * tally lives in a shared mapping, so that a child that consumes can
+ * leave its count to the parent.
+ */
+struct tally {
+	unsigned int total;
+	unsigned int got;		/* stored with atomics: a watchdog reads it */
+	unsigned int duplicates;
+	unsigned int bad;		/* unknown cookie, wrong obj or wrong res */
+	unsigned int via_ring;
+	unsigned int via_getevents;
+	unsigned int flushes;		/* reaps after which results still waited */
+	long long waited;		/* asyncfd-waited-total, as a child saw it */
+	const struct iocb *iocbs;
+	unsigned int nr_iocbs;
+	long long res;
+	struct asyncfd_ring *ring;	/* the one consumed, for reports */
+	size_t len;
+	unsigned char seen[];
+};
+
+static struct tally *tally_new(unsigned int total, const struct iocb *iocbs,
+			       unsigned int nr_iocbs, long long res)
+{
+	size_t len = sizeof(struct tally) + total + 1;
+	struct tally *t;
+
+	t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+		 -1, 0);
+	if (t == MAP_FAILED)
+		return NULL;
+	t->total = total;
+	t->iocbs = iocbs;
+	t->nr_iocbs = nr_iocbs;
+	t->res = res;
+	t->len = len;
+	return t;
+}
+
+static void tally_free(struct tally *t)
+{
+	if (t)
+		munmap(t, t->len);
+}
+
+static void tally_take(struct tally *t, uint64_t cookie, uint64_t obj,
+		       int64_t res)
+{
+	__atomic_store_n(&t->got, t->got + 1, __ATOMIC_RELAXED);
+	if (!cookie || cookie > t->total) {
+		t->bad++;
+		return;
+	}
+	if (t->seen[cookie]++) {
+		t->duplicates++;
+		return;
+	}
+	if (obj != (uintptr_t)&t->iocbs[(cookie - 1) % t->nr_iocbs] ||
+	    res != t->res)
+		t->bad++;
+}
+
+static unsigned int tally_missing(const struct tally *t)
+{
+	unsigned int cookie, missing = 0;
+
+	for (cookie = 1; cookie <= t->total; cookie++)
+		missing += !t->seen[cookie];
+	return missing;
+}
+
+/* Take all that the ring holds now; how many. */
+static unsigned int tally_reap(struct tally *t, struct asyncfd_ring *ring)
+{
+	struct asyncfd_result res[64];
+	unsigned int i, n, total = 0;
+
+	while ((n = asyncfd_reap(ring, res, ARRAY_SIZE(res)))) {
+		for (i = 0; i < n; i++)
+			tally_take(t, res[i].cookie, res[i].obj, res[i].res);
+		t->via_ring += n;
+		total += n;
+	}
+	return total;
+}
+
+/* Take @nr from the aio ring, waiting for them with no timeout; 0 or -errno. */
+static int tally_getevents(struct tally *t, aio_context_t aio, unsigned int nr)
+{
+	struct io_event ev[64];
+	int i, n;
+
+	while (nr) {
+		n = nr < ARRAY_SIZE(ev) ? nr : ARRAY_SIZE(ev);
+		n = sys_io_getevents(aio, n, n, ev, NULL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		for (i = 0; i < n; i++)
+			tally_take(t, ev[i].data, ev[i].obj, ev[i].res);
+		t->via_getevents += n;
+		nr -= n;
+	}
+	return 0;
+}
+
+static void tally_report(void *arg)
+{
+	struct tally *t = arg;
+
+	printf("# %u of %u results taken\n",
+	       __atomic_load_n(&t->got, __ATOMIC_RELAXED), t->total);
+	if (t->ring && t->ring->fd >= 0)
+		printf("# the ring holds %u, kflags %#x, %lld wait in the kernel\n",
+		       asyncfd_ring_ready(t->ring),
+		       __atomic_load_n(&t->ring->hdr->kflags, __ATOMIC_ACQUIRE),
+		       kaio_fdinfo(t->ring->fd, "asyncfd-waiting"));
+}
+
+static void expect_tally_complete(struct __test_metadata *_metadata,
+				  const struct tally *t)
+{
+	EXPECT_EQ(t->total, t->got);
+	EXPECT_EQ(0, t->bad);
+	EXPECT_EQ(0, t->duplicates);
+	EXPECT_EQ(0, tally_missing(t));
+}
+
+/* The three ways a consumer can sleep until the asyncfd has news. */
+enum consumer_wait {
+	WAIT_POLL,
+	WAIT_EPOLL,
+	WAIT_READ,	/* read() lets waiting results in itself */
+};
+
+/*
+ * The consumer loop of the ABI, until @until results are in: reap; if
+ * results wait in the kernel, flush them into the room just made and
+ * reap again; sleep only when neither found anything.  The sleep has no
+ * timeout: the asyncfd is readable while its ring holds results or
+ * results wait.  0 or -errno.
+ */
+static int tally_consume(struct tally *t, struct asyncfd_ring *ring,
+			 unsigned int until, enum consumer_wait how)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+	struct pollfd pfd = { .fd = ring->fd, .events = POLLIN };
+	int epfd = -1, ret = 0;
+	uint64_t count;
+
+	t->ring = ring;
+	if (how == WAIT_EPOLL) {
+		epfd = epoll_create1(EPOLL_CLOEXEC);
+		if (epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, ring->fd, &ev)) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	while (t->got < until) {
+		unsigned int n = tally_reap(t, ring);
+
+		if (asyncfd_waiting(ring)) {
+			ret = asyncfd_flush(ring);
+			if (ret < 0)
+				goto out;
+			t->flushes++;
+			continue;
+		}
+		if (n)
+			continue;
+		if (how == WAIT_POLL)
+			ret = poll(&pfd, 1, -1);
+		else if (how == WAIT_EPOLL)
+			ret = epoll_wait(epfd, &ev, 1, -1);
+		else
+			ret = read(ring->fd, &count, sizeof(count));
+		if (ret < 0 && errno != EINTR) {
+			ret = -errno;
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	if (epfd >= 0)
+		close(epfd);
+	return ret;
+}
+
+/* tally_consume() under a watchdog, which fails the test if it stalls. */
+static void consume(struct __test_metadata *_metadata, struct tally *t,
+		    struct asyncfd_ring *ring, unsigned int until,
+		    enum consumer_wait how)
+{
+	struct kaio_watch w;
+	int ret;
+
+	t->ring = ring;
+	ASSERT_EQ(0, kaio_watch_start(&w, &t->got, tally_report, t));
+	ret = tally_consume(t, ring, until, how);
+	kaio_watch_stop(&w);
+	ASSERT_EQ(0, ret) {
+		TH_LOG("consumer: %s after %u of %u", strerror(-ret), t->got,
+		       until);
+	}
+	/* A consumer that took all it expected leaves nothing behind. */
+	EXPECT_EQ(0, asyncfd_ring_ready(ring));
+	EXPECT_FALSE(asyncfd_waiting(ring));
+}
+
+/* The aio ring has nothing, without waiting for anything. */
+static int aio_ring_events(aio_context_t aio)
+{
+	struct timespec zero = { 0, 0 };
+	struct io_event ev;
+
+	return sys_io_getevents(aio, 0, 1, &ev, &zero);
+}
+
+static long long waiting_in_kernel(int fd)
+{
+	return kaio_fdinfo(fd, "asyncfd-waiting");
+}
+
+/* Results that reached the asyncfd, reaped or not: in its ring or waiting. */
+static long long arrived(const struct asyncfd_ring *ring)
+{
+	long long waiting = waiting_in_kernel(ring->fd);
+
+	return waiting < 0 ? -1 : asyncfd_ring_ready(ring) + waiting;
+}
+
+struct arrival {
+	const struct asyncfd_ring *ring;
+	unsigned int now;
+};
+
+static void arrival_report(void *arg)
+{
+	const struct arrival *a = arg;
+
+	printf("# %u results reached the asyncfd: %u in the ring, kflags %#x\n",
+	       a->now, asyncfd_ring_ready(a->ring),
+	       __atomic_load_n(&a->ring->hdr->kflags, __ATOMIC_ACQUIRE));
+}
+
+/*
+ * Wait until @n results reached the asyncfd, reaping none.  Edge
+ * triggered, so that only a wakeup for each stored or waiting result,
+ * as the ABI promises, ends each wait once the ring is full.
+ */
+static void wait_arrived(struct __test_metadata *_metadata,
+			 const struct asyncfd_ring *ring, unsigned int n)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	struct arrival a = { .ring = ring };
+	struct kaio_watch w;
+	long long now;
+	int epfd;
+
+	ASSERT_LE(0, waiting_in_kernel(ring->fd)) {
+		TH_LOG("no asyncfd-waiting in fdinfo");
+	}
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	ASSERT_LE(0, epfd);
+	ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, ring->fd, &ev));
+	ASSERT_EQ(0, kaio_watch_start(&w, &a.now, arrival_report, &a));
+	while ((now = arrived(ring)) < n) {
+		__atomic_store_n(&a.now, now, __ATOMIC_RELAXED);
+		if (epoll_wait(epfd, &ev, 1, -1) < 0 && errno != EINTR)
+			break;
+	}
+	kaio_watch_stop(&w);
+	close(epfd);
+	ASSERT_EQ(n, now);
+}
+
+/*
+ * Reads of @fd into @buf from iocbs[first] to iocbs[first + n - 1],
+ * with cookies first + 1 on, in one io_submit() that must take them all.
+ */
+static void submit_reads(struct __test_metadata *_metadata, aio_context_t aio,
+			 int fd, char *buf, struct iocb *iocbs,
+			 unsigned int first, unsigned int n, int afd)
+{
+	struct iocb *batch[64];
+	unsigned int i;
+
+	ASSERT_GE(ARRAY_SIZE(batch), n);
+	for (i = 0; i < n; i++) {
+		unsigned int k = first + i;
+
+		kaio_prep_read(&iocbs[k], fd, buf, KAIO_BLOCK,
+			       ((k + 1) % KAIO_SPAN_BLOCKS) * KAIO_BLOCK, afd,
+			       k + 1);
+		batch[i] = &iocbs[k];
+	}
+	ASSERT_EQ(n, sys_io_submit(aio, n, batch)) {
+		TH_LOG("io_submit: %s", strerror(errno));
+	}
+}
+
+static long long vmpin_kb(void)
+{
+	char line[128];
+	long long kb = -1;
+	FILE *f = fopen("/proc/self/status", "re");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, "VmPin:", 6)) {
+			kb = strtoll(line + 6, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return kb;
+}
+
+static int pin_to_this_cpu(void)
+{
+	int cpu = sched_getcpu();
+	cpu_set_t set;
+
+	if (cpu < 0)
+		return -1;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set);
+}
+
+/* Exit status of child @pid, or 128 + the signal that killed it. */
+static int wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 0, data[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = data, .msg_controllen = sizeof(data),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+	char byte, data[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	struct msghdr msg = {
+		.msg_iov = &iov, .msg_iovlen = 1,
+		.msg_control = data, .msg_controllen = sizeof(data),
+	};
+	struct cmsghdr *cmsg;
+	int fd;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET ||
+	    cmsg->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+	return fd;
+}
+
 /* Each request completes once, through the ring, at every depth. */
 TEST_F_TIMEOUT(kaio, exactly_once_at_each_depth, 600)
 {
@@ -342,7 +733,7 @@ TEST_F_TIMEOUT(kaio, exactly_once_at_each_depth, 600)
 		EXPECT_EQ(0, run->duplicates);
 		EXPECT_EQ(0, kaio_run_missing(run));
 		EXPECT_EQ(run->total, run->via_ring);
-		EXPECT_EQ(0, run->claimed);
+		EXPECT_EQ(0, run->flushes);
 		ksft_print_msg("depth %u: %u reads in %.1f s, %u via ring\n",
 			       depths[i], run->total, irqs.seconds,
 			       run->via_ring);
@@ -356,64 +747,69 @@ TEST_F_TIMEOUT(kaio, exactly_once_at_each_depth, 600)
 						  tick_rate);
 		kaio_run_exit(run);
 	}
-	/* The ring had room for all: nothing went to the aio ring. */
-	EXPECT_EQ(0, self->ring.hdr->overflow);
-	EXPECT_EQ(0, sys_io_getevents(self->aio, 0, 1, NULL, NULL));
+	/* The ring had room for all: nothing waited, nothing in the aio ring. */
+	EXPECT_EQ(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(0, aio_ring_events(self->aio));
 	free(run);
 }
 
 /*
- * A ring of 8 holds 7 results.  With 64 reads in flight and nobody
- * reaping, 57 are refused: one claim must take all 57, and they must
- * then be in the aio ring, no more and no fewer.
+ * A ring of 8 holds 7 results.  With 64 reads and nobody reaping, 57
+ * wait in the kernel, in their requests, and none in the aio ring.  A
+ * flush lets in as many as were reaped, and no more.
  */
-TEST_F(kaio, small_ring_overflows_to_aio_ring)
+TEST_F(kaio, small_ring_results_wait_for_flush)
 {
-	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
 	struct asyncfd_ring small;
 	struct kaio_run *run = malloc(sizeof(*run));
 	struct pollfd pfd;
-	struct timespec zero = { 0, 0 };
-	int epfd;
+	int left;
 
 	ASSERT_NE(NULL, run);
 	ASSERT_EQ(0, asyncfd_ring_setup(&small, 8, ASYNCFD_CLOEXEC));
-	epfd = epoll_create1(EPOLL_CLOEXEC);
-	ASSERT_LE(0, epfd);
-	ASSERT_EQ(0, epoll_ctl(epfd, EPOLL_CTL_ADD, small.fd, &ev));
 	ASSERT_EQ(0, kaio_run_init(run, self->aio, self->fd, &small, 64, 64));
-	ASSERT_EQ(0, kaio_run_watch(run));
 	ASSERT_EQ(0, kaio_run_submit(run));
 	ASSERT_EQ(64, run->submitted);
 
-	/*
-	 * Nothing is reaped or claimed, so the ring stays readable: only
-	 * an edge per store or refusal since the last report ends a wait.
-	 */
-	while (asyncfd_ring_ready(&small) + small.hdr->overflow < 64)
-		ASSERT_LE(0, epoll_wait(epfd, &ev, 1, -1));
+	wait_arrived(_metadata, &small, 64);
 	EXPECT_EQ(7, asyncfd_ring_ready(&small));
-	EXPECT_EQ(57, small.hdr->overflow);
+	EXPECT_EQ(57, waiting_in_kernel(small.fd));
+	EXPECT_TRUE(asyncfd_waiting(&small));
+	EXPECT_EQ(0, aio_ring_events(self->aio));
 	pfd = (struct pollfd){ .fd = small.fd,
 			       .events = POLLIN | POLLRDNORM | POLLPRI };
 	EXPECT_EQ(1, poll(&pfd, 1, 0));
 	EXPECT_EQ(POLLIN | POLLRDNORM | POLLPRI, pfd.revents);
 
-	EXPECT_EQ(57, kaio_run_claim(run));
-	EXPECT_EQ(0, small.hdr->overflow);
-	EXPECT_EQ(57, run->via_getevents);
-	/* Claimed: readable still for the 7 in the ring, but not urgent. */
+	EXPECT_EQ(7, kaio_run_reap_ring(run));
+	/* Still readable, for what waits, though the ring is empty. */
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(POLLIN | POLLRDNORM | POLLPRI, pfd.revents);
+	EXPECT_EQ(50, asyncfd_flush(&small));
+	EXPECT_EQ(7, asyncfd_ring_ready(&small));
+	EXPECT_EQ(50, waiting_in_kernel(small.fd));
+	do {
+		kaio_run_reap_ring(run);
+		left = asyncfd_flush(&small);
+	} while (left > 0);
+	EXPECT_EQ(0, left);
+	EXPECT_FALSE(asyncfd_waiting(&small));
+	/* The last results are in the ring, no longer urgent. */
 	EXPECT_EQ(1, poll(&pfd, 1, 0));
 	EXPECT_EQ(POLLIN | POLLRDNORM, pfd.revents);
-	EXPECT_EQ(7, kaio_run_reap_ring(run));
+	kaio_run_reap_ring(run);
 	EXPECT_EQ(0, poll(&pfd, 1, 0));
-	EXPECT_EQ(0, kaio_run_getevents(run, 0, 1, &zero));
-	EXPECT_EQ(0, kaio_run_claim(run));
-	kaio_run_unwatch(run);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+
+	EXPECT_EQ(64, run->via_ring);
 	EXPECT_EQ(0, run->bad);
 	EXPECT_EQ(0, run->duplicates);
 	EXPECT_EQ(0, kaio_run_missing(run));
-	close(epfd);
+	EXPECT_EQ(0, waiting_in_kernel(small.fd));
+	EXPECT_EQ(57, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(57, kaio_fdinfo(small.fd, "asyncfd-waiting-peak"));
+	/* KAIO keeps what waits in its requests, never in copies. */
+	EXPECT_EQ(0, kaio_fdinfo(small.fd, "asyncfd-waiting-copied"));
 	kaio_run_exit(run);
 	free(run);
 	asyncfd_ring_exit(&small);
@@ -421,7 +817,7 @@ TEST_F(kaio, small_ring_overflows_to_aio_ring)
 
 /*
  * Mixed delivery under way: a ring smaller than the queue depth, reaped
- * while requests run, with refused completions taken by io_getevents.
+ * while requests run, with what waited let in by flushes.
  */
 TEST_F(kaio, ring_smaller_than_depth)
 {
@@ -440,14 +836,15 @@ TEST_F(kaio, ring_smaller_than_depth)
 	EXPECT_EQ(0, run->bad);
 	EXPECT_EQ(0, run->duplicates);
 	EXPECT_EQ(0, kaio_run_missing(run));
-	EXPECT_EQ(total, run->via_ring + run->via_getevents);
-	/* What io_getevents() took is exactly what was claimed. */
-	EXPECT_EQ(run->claimed, run->via_getevents);
-	EXPECT_EQ(0, small.hdr->overflow);
-	ksft_print_msg("%u reads at depth 64, ring of 16: %u via the ring, %u via io_getevents\n",
-		       total, run->via_ring, run->via_getevents);
-	ksft_print_msg("%u claims took %u refused from overflow\n", run->claims,
-		       run->claimed);
+	EXPECT_EQ(total, run->via_ring);
+	EXPECT_EQ(0, run->via_getevents);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	/* 64 submitted at once to a ring of 15: some must have waited. */
+	EXPECT_LT(0, run->flushes);
+	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	ksft_print_msg("%u reads at depth 64, ring of 16: %u flushes, %lld waited\n",
+		       total, run->flushes,
+		       kaio_fdinfo(small.fd, "asyncfd-waited-total"));
 	kaio_run_exit(run);
 	free(run);
 	asyncfd_ring_exit(&small);
@@ -473,12 +870,56 @@ TEST_F(kaio, depth_sustained_without_getevents)
 	}
 	EXPECT_EQ(run->total, run->via_ring);
 	EXPECT_EQ(0, run->via_getevents);
-	EXPECT_EQ(0, run->claimed);
+	EXPECT_EQ(0, run->flushes);
 	EXPECT_EQ(0, kaio_run_missing(run));
-	EXPECT_EQ(0, self->ring.hdr->overflow);
+	EXPECT_EQ(0, aio_ring_events(aio));
 	kaio_run_exit(run);
 	free(run);
 	EXPECT_EQ(0, sys_io_destroy(aio));
+}
+
+/*
+ * Cookie 0 is a result like any other, now that no slot is marked free
+ * by it.  Catches a kernel that still refuses aio_data == 0 with
+ * EINVAL, as ABI v2 did, or that drops such a result on the way.
+ */
+TEST_F(kaio, zero_cookie_delivered)
+{
+	struct iocb iocbs[2], *iocbp[2] = { &iocbs[0], &iocbs[1] };
+	struct asyncfd_result res[3];
+	struct pollfd pfd = { .fd = self->ring.fd, .events = POLLIN };
+	struct kaio_watch w;
+	unsigned int n = 0;
+	char *buf;
+
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	kaio_prep_read(&iocbs[0], self->fd, buf, KAIO_BLOCK, 0, self->ring.fd, 0);
+	kaio_prep_read(&iocbs[1], self->fd, buf, KAIO_BLOCK, KAIO_BLOCK,
+		       self->ring.fd, 0);
+	ASSERT_EQ(2, sys_io_submit(self->aio, 2, iocbp)) {
+		TH_LOG("io_submit: %s", strerror(errno));
+	}
+	ASSERT_EQ(0, kaio_watch_start(&w, &n, NULL, NULL));
+	while (n < 2) {
+		__atomic_store_n(&n, n + asyncfd_reap(&self->ring, res + n, 3 - n),
+				 __ATOMIC_RELAXED);
+		if (n < 2 && poll(&pfd, 1, -1) < 0 && errno != EINTR)
+			break;
+	}
+	kaio_watch_stop(&w);
+	ASSERT_EQ(2, n);
+	EXPECT_EQ(0, asyncfd_reap(&self->ring, res + n, 1));
+	EXPECT_EQ(0, res[0].cookie);
+	EXPECT_EQ(0, res[1].cookie);
+	EXPECT_NE(res[0].obj, res[1].obj);
+	EXPECT_TRUE(res[0].obj == (uintptr_t)&iocbs[0] ||
+		    res[0].obj == (uintptr_t)&iocbs[1]);
+	EXPECT_TRUE(res[1].obj == (uintptr_t)&iocbs[0] ||
+		    res[1].obj == (uintptr_t)&iocbs[1]);
+	EXPECT_EQ(KAIO_BLOCK, res[0].res);
+	EXPECT_EQ(KAIO_BLOCK, res[1].res);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	free(buf);
 }
 
 /*
@@ -533,16 +974,14 @@ TEST(bad_iocbs_rejected_without_consuming)
 	struct {
 		const char *what;
 		unsigned int flags;
-		uint64_t cookie;
 		int resfd;	/* -1: the asyncfd */
 		int err;
 	} cases[] = {
 		{ "RESFD with ASYNCFD", IOCB_FLAG_ASYNCFD | IOCB_FLAG_RESFD,
-		  1, -1, EINVAL },
-		{ "cookie 0", IOCB_FLAG_ASYNCFD, 0, -1, EINVAL },
-		{ "eventfd as asyncfd", IOCB_FLAG_ASYNCFD, 1, 0, EINVAL },
-		{ "file as asyncfd", IOCB_FLAG_ASYNCFD, 1, 0, EINVAL },
-		{ "closed fd", IOCB_FLAG_ASYNCFD, 1, 0, EBADF },
+		  -1, EINVAL },
+		{ "eventfd as asyncfd", IOCB_FLAG_ASYNCFD, 0, EINVAL },
+		{ "file as asyncfd", IOCB_FLAG_ASYNCFD, 0, EINVAL },
+		{ "closed fd", IOCB_FLAG_ASYNCFD, 0, EBADF },
 	};
 
 	ret = asyncfd_ring_setup(&ring, 16, ASYNCFD_CLOEXEC);
@@ -553,11 +992,11 @@ TEST(bad_iocbs_rejected_without_consuming)
 	ASSERT_LE(0, fd);
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ASSERT_LE(0, efd);
-	cases[2].resfd = efd;
-	cases[3].resfd = fd;
-	cases[4].resfd = dup(fd);
-	ASSERT_LE(0, cases[4].resfd);
-	close(cases[4].resfd);
+	cases[1].resfd = efd;
+	cases[2].resfd = fd;
+	cases[3].resfd = dup(fd);
+	ASSERT_LE(0, cases[3].resfd);
+	close(cases[3].resfd);
 	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
 	/* The smallest aio ring: a leaked reservation per call would show. */
 	ASSERT_EQ(0, sys_io_setup(1, &aio));
@@ -569,7 +1008,7 @@ TEST(bad_iocbs_rejected_without_consuming)
 			if (resfd < 0)
 				resfd = ring.fd;
 			kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0, resfd,
-				       cases[i].cookie);
+				       i * 1000 + j + 1);
 			iocb.aio_flags = cases[i].flags;
 			ret = sys_io_submit(aio, 1, &iocbp);
 			if (ret != -1 || errno != cases[i].err)
@@ -582,7 +1021,7 @@ TEST(bad_iocbs_rejected_without_consuming)
 		}
 	}
 	EXPECT_EQ(0, asyncfd_ring_ready(&ring));
-	EXPECT_EQ(0, ring.hdr->overflow);
+	EXPECT_FALSE(asyncfd_waiting(&ring));
 	EXPECT_EQ(0, sys_io_getevents(aio, 0, 1, &ev, &zero));
 	/* Nothing signalled the eventfd either. */
 	EXPECT_EQ(-1, eventfd_read(efd, &count));
@@ -678,8 +1117,9 @@ TEST(one_submit_names_several_asyncfds)
 	EXPECT_EQ(2, sys_io_submit(aio, 2, iocbp));
 	expect_cookies(_metadata, &b, then_b, ARRAY_SIZE(then_b));
 	EXPECT_EQ(0, asyncfd_ring_ready(&a));
-	EXPECT_EQ(0, a.hdr->overflow);
-	EXPECT_EQ(0, b.hdr->overflow);
+	EXPECT_FALSE(asyncfd_waiting(&a));
+	EXPECT_FALSE(asyncfd_waiting(&b));
+	EXPECT_EQ(0, aio_ring_events(aio));
 
 	EXPECT_EQ(0, sys_io_destroy(aio));
 	free(buf);
@@ -688,13 +1128,652 @@ TEST(one_submit_names_several_asyncfds)
 	asyncfd_ring_exit(&a);
 }
 
-/* Requests that take 50 ms, so that they are surely in flight. */
+#define TWO_CTX_REQUESTS	16	/* per context and round */
+#define TWO_CTX_ROUNDS		16
+#define TWO_CTX_RING		4
+
+/*
+ * Two aio contexts feed one asyncfd whose ring holds 3 while 32 are in
+ * flight: each cookie comes once, through the ring alone, and neither
+ * aio ring ever holds an event.  Catches results of one context that
+ * wait behind the other's and are lost or sent to an aio ring (as ABI
+ * v2 did, counting them in an overflow nobody claims here), and a
+ * flush that lets in only one context's requests.
+ */
+TEST_F(kaio, two_contexts_feed_one_small_ring)
+{
+	struct iocb iocbs[2 * TWO_CTX_REQUESTS];
+	struct asyncfd_ring small;
+	aio_context_t aio[2];
+	struct tally *t;
+	unsigned int round, c;
+	char *buf;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, TWO_CTX_RING, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	t = tally_new(TWO_CTX_ROUNDS * ARRAY_SIZE(iocbs), iocbs,
+		      ARRAY_SIZE(iocbs), KAIO_BLOCK);
+	ASSERT_NE(NULL, t);
+	for (c = 0; c < 2; c++)
+		ASSERT_EQ(0, sys_io_setup(TWO_CTX_REQUESTS, &aio[c]));
+
+	for (round = 0; round < TWO_CTX_ROUNDS; round++) {
+		struct iocb *batch[TWO_CTX_REQUESTS];
+		unsigned int i;
+
+		for (c = 0; c < 2; c++) {
+			for (i = 0; i < TWO_CTX_REQUESTS; i++) {
+				unsigned int k = c * TWO_CTX_REQUESTS + i;
+				uint64_t cookie = round * ARRAY_SIZE(iocbs) + k + 1;
+
+				kaio_prep_read(&iocbs[k], self->fd, buf,
+					       KAIO_BLOCK,
+					       (cookie % KAIO_SPAN_BLOCKS) * KAIO_BLOCK,
+					       small.fd, cookie);
+				batch[i] = &iocbs[k];
+			}
+			ASSERT_EQ(TWO_CTX_REQUESTS,
+				  sys_io_submit(aio[c], TWO_CTX_REQUESTS, batch)) {
+				TH_LOG("round %u, context %u: %s", round, c,
+				       strerror(errno));
+			}
+		}
+		consume(_metadata, t, &small, (round + 1) * ARRAY_SIZE(iocbs),
+			WAIT_EPOLL);
+	}
+	expect_tally_complete(_metadata, t);
+	EXPECT_EQ(t->total, t->via_ring);
+	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, t->flushes);
+	for (c = 0; c < 2; c++) {
+		EXPECT_EQ(0, aio_ring_events(aio[c]));
+		EXPECT_EQ(0, sys_io_destroy(aio[c]));
+	}
+	ksft_print_msg("%u reads from 2 contexts, ring of %d: %lld waited, %u flushes\n",
+		       t->total, TWO_CTX_RING,
+		       kaio_fdinfo(small.fd, "asyncfd-waited-total"), t->flushes);
+	tally_free(t);
+	free(buf);
+	asyncfd_ring_exit(&small);
+}
+
+#define SCM_REQUESTS	64
+#define SCM_RING	4
+
+/*
+ * The receiver: it swaps in a ring of its own memory, says so, and
+ * collects with read(), which lets waiting results in.  It has no aio
+ * context, so no io_getevents() could help it.  Its exit status says
+ * which step failed.
+ */
+static int scm_consumer(int sock, struct tally *t)
+{
+	struct asyncfd_ring mine;
+	struct kaio_watch w;
+	char ack = 1;
+	int fd, ret;
+
+	fd = recv_fd(sock);
+	if (fd < 0)
+		return 10;
+	if (asyncfd_ring_map(&mine, SCM_RING))
+		return 11;
+	if (sys_asyncfd(fd, mine.hdr, 0) != fd)
+		return 12;
+	mine.fd = fd;
+	if (write(sock, &ack, 1) != 1)
+		return 13;
+	if (kaio_watch_start(&w, &t->got, tally_report, t))
+		return 14;
+	ret = tally_consume(t, &mine, t->total, WAIT_READ);
+	kaio_watch_stop(&w);
+	if (ret)
+		return 15;
+	if (asyncfd_ring_ready(&mine) || asyncfd_waiting(&mine))
+		return 16;
+	t->waited = kaio_fdinfo(fd, "asyncfd-waited-total");
+	return 0;
+}
+
+/*
+ * An asyncfd passed with SCM_RIGHTS to a process that has no aio
+ * context: the sender submits, then closes its descriptor, and the
+ * receiver collects every result, those that had to wait included.
+ * Catches a kernel that sends waiting results to the submitter's aio
+ * ring (ABI v2's overflow, or a close of one descriptor taken for the
+ * release of the file), and a swap that pins the ring through the
+ * creator's mm instead of the caller's.
+ */
+TEST_F(kaio, scm_rights_receiver_without_aio_collects)
+{
+	struct iocb iocbs[SCM_REQUESTS];
+	struct asyncfd_ring first;
+	struct tally *t;
+	int sv[2], status;
+	char ack, *buf;
+	pid_t pid;
+
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	t = tally_new(SCM_REQUESTS, iocbs, SCM_REQUESTS, KAIO_BLOCK);
+	ASSERT_NE(NULL, t);
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+	/* Forked before the asyncfd exists: only the socket can bring it. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		close(sv[0]);
+		_exit(scm_consumer(sv[1], t));
+	}
+	close(sv[1]);
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&first, 2, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, send_fd(sv[0], first.fd));
+	ASSERT_EQ(1, read(sv[0], &ack, 1)) {
+		TH_LOG("the receiver did not take the asyncfd: status %d",
+		       wait_child(pid));
+	}
+	submit_reads(_metadata, self->aio, self->fd, buf, iocbs, 0,
+		     SCM_REQUESTS, first.fd);
+	/* The receiver's descriptor keeps the asyncfd open. */
+	asyncfd_ring_exit(&first);
+
+	status = wait_child(pid);
+	EXPECT_EQ(0, status);
+	expect_tally_complete(_metadata, t);
+	EXPECT_EQ(SCM_REQUESTS, t->via_ring);
+	EXPECT_LT(0, t->waited);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	ksft_print_msg("receiver: %u results, %lld of them waited, %u flushes\n",
+		       t->via_ring, t->waited, t->flushes);
+	close(sv[0]);
+	tally_free(t);
+	free(buf);
+}
+
+#define BOUND_NR_EVENTS	8
+#define BOUND_RING	4
+#define BOUND_PROBE_MAX	65536
+
+/*
+ * Reads named @afd, one per io_submit(), from iocbs[first] on with
+ * cookies first + 1 on, until io_submit() fails with EAGAIN or @max
+ * iocbs are used; how many it took, or -errno on another failure.
+ */
+static int submit_until_eagain(aio_context_t aio, int fd, char *buf,
+			       struct iocb *iocbs, unsigned int first,
+			       unsigned int max, int afd)
+{
+	unsigned int k;
+
+	for (k = first; k < max; k++) {
+		struct iocb *iocbp = &iocbs[k];
+
+		kaio_prep_read(iocbp, fd, buf, KAIO_BLOCK,
+			       ((k + 1) % KAIO_SPAN_BLOCKS) * KAIO_BLOCK, afd,
+			       k + 1);
+		if (sys_io_submit(aio, 1, &iocbp) == 1)
+			continue;
+		if (errno != EAGAIN)
+			return -errno;
+		break;
+	}
+	return k - first;
+}
+
+/*
+ * How many requests a fresh context of io_setup(@nr_events) takes on
+ * this CPU before EAGAIN, found with polls of an empty pipe, which
+ * never complete.  The aio reservations come in per-CPU batches, so
+ * this is more than @nr_events and depends on the CPU count; -errno.
+ */
+static int aio_request_bound(unsigned int nr_events)
+{
+	struct iocb *iocbs = calloc(BOUND_PROBE_MAX, sizeof(*iocbs));
+	aio_context_t aio;
+	int pipefd[2], bound = 0, err = 0;
+
+	if (!iocbs)
+		return -ENOMEM;
+	if (pipe2(pipefd, O_CLOEXEC)) {
+		free(iocbs);
+		return -errno;
+	}
+	if (sys_io_setup(nr_events, &aio)) {
+		err = -errno;
+		goto out;
+	}
+	for (bound = 0; bound < BOUND_PROBE_MAX; bound++) {
+		struct iocb *iocbp = &iocbs[bound];
+
+		iocbp->aio_lio_opcode = IOCB_CMD_POLL;
+		iocbp->aio_fildes = pipefd[0];
+		iocbp->aio_buf = POLLIN;
+		if (sys_io_submit(aio, 1, &iocbp) != 1)
+			break;
+	}
+	if (bound == BOUND_PROBE_MAX)
+		err = -E2BIG;
+	else if (errno != EAGAIN)
+		err = -errno;
+	/* Cancels the polls. */
+	sys_io_destroy(aio);
+out:
+	close(pipefd[0]);
+	close(pipefd[1]);
+	free(iocbs);
+	return err ?: bound;
+}
+
+/*
+ * A request whose result waits in the asyncfd keeps its aio
+ * reservation until the result enters the ring: a context stays at its
+ * bound while results wait, and only reaping and flushing make room.
+ *
+ * The bound is found first with requests that never complete.  With
+ * nobody reaping, only the BOUND_RING - 1 results that found room in
+ * the ring give their reservation back, so the reads taken before
+ * EAGAIN, counting those taken after all had completed, can exceed the
+ * bound by that many and no more.  Everything runs on one CPU: the
+ * reservations are cached per CPU, and a bound measured on two would
+ * be lower.  Catches a kernel that gives the reservation back when a
+ * completion starts to wait (io_submit() then never fails, or succeeds
+ * again once results wait), and one that never gives it back (no
+ * submission after the flush).
+ */
+TEST_F(kaio, reservation_kept_while_results_wait)
+{
+	unsigned int room = BOUND_RING - 1, max, more;
+	struct asyncfd_ring small;
+	struct iocb *iocbs;
+	aio_context_t aio;
+	struct tally *t;
+	int bound, taken, again;
+	char *buf;
+
+	ASSERT_EQ(0, pin_to_this_cpu());
+	bound = aio_request_bound(BOUND_NR_EVENTS);
+	ASSERT_LT(0, bound) TH_LOG("probing the bound: %s", strerror(-bound));
+	ASSERT_LT(room, bound);
+	ksft_print_msg("io_setup(%d) takes %d requests on one CPU\n",
+		       BOUND_NR_EVENTS, bound);
+
+	/* Room to see a kernel that lets twice the bound through. */
+	max = 2 * bound + 64;
+	iocbs = calloc(max + 1, sizeof(*iocbs));
+	ASSERT_NE(NULL, iocbs);
+	t = tally_new(max + 1, iocbs, max + 1, KAIO_BLOCK);
+	ASSERT_NE(NULL, t);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, BOUND_RING, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, sys_io_setup(BOUND_NR_EVENTS, &aio));
+
+	taken = submit_until_eagain(aio, self->fd, buf, iocbs, 0, max, small.fd);
+	ASSERT_LE(0, taken) TH_LOG("io_submit: %s", strerror(-taken));
+	ASSERT_GT(max, taken) TH_LOG("no EAGAIN while results waited");
+	wait_arrived(_metadata, &small, taken);
+	ASSERT_TRUE(asyncfd_waiting(&small));
+	again = submit_until_eagain(aio, self->fd, buf, iocbs, taken, max,
+				    small.fd);
+	ASSERT_LE(0, again) TH_LOG("io_submit: %s", strerror(-again));
+	/* Nothing was flushed, so results still wait: the EAGAIN is theirs. */
+	EXPECT_TRUE(asyncfd_waiting(&small));
+	EXPECT_GE(bound + room, taken + again) {
+		TH_LOG("bound %d: %d taken, then %d more with %lld waiting",
+		       bound, taken, again, waiting_in_kernel(small.fd));
+	}
+	ksft_print_msg("%d taken, %d more once complete, %lld waiting\n",
+		       taken, again, waiting_in_kernel(small.fd));
+
+	more = taken + again;
+	wait_arrived(_metadata, &small, more);
+	consume(_metadata, t, &small, more, WAIT_POLL);
+	/* Every result is in: their reservations are back. */
+	EXPECT_EQ(1, submit_until_eagain(aio, self->fd, buf, iocbs, more,
+					 more + 1, small.fd));
+	consume(_metadata, t, &small, more + 1, WAIT_POLL);
+
+	t->total = more + 1;
+	expect_tally_complete(_metadata, t);
+	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(0, aio_ring_events(aio));
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	asyncfd_ring_exit(&small);
+	free(buf);
+	tally_free(t);
+	free(iocbs);
+}
+
+#define CLOSE_REQUESTS	32
+#define CLOSE_RING	4
+
+/*
+ * Closing the asyncfd while results wait in it sends exactly those to
+ * the aio ring, where io_getevents() finds them; what the ring got
+ * before stays there.  Catches a release that drops waiting results or
+ * their requests (io_getevents() then waits for ever), that frees them
+ * twice, or that sends the ones already in the ring too.
+ */
+TEST_F(kaio, close_sends_waiting_results_to_aio_ring)
+{
+	struct iocb iocbs[CLOSE_REQUESTS];
+	struct asyncfd_ring small;
+	struct kaio_watch w;
+	long long waiting;
+	struct tally *t;
+	char *buf;
+	int ret;
+
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	t = tally_new(CLOSE_REQUESTS, iocbs, CLOSE_REQUESTS, KAIO_BLOCK);
+	ASSERT_NE(NULL, t);
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, CLOSE_RING, ASYNCFD_CLOEXEC));
+	submit_reads(_metadata, self->aio, self->fd, buf, iocbs, 0,
+		     CLOSE_REQUESTS, small.fd);
+	wait_arrived(_metadata, &small, CLOSE_REQUESTS);
+
+	/* Make the ring hold some that waited, too. */
+	EXPECT_EQ(CLOSE_RING - 1, tally_reap(t, &small));
+	EXPECT_EQ(CLOSE_REQUESTS - 2 * (CLOSE_RING - 1), asyncfd_flush(&small));
+	waiting = waiting_in_kernel(small.fd);
+	ASSERT_EQ(CLOSE_REQUESTS - 2 * (CLOSE_RING - 1), waiting);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+
+	EXPECT_EQ(0, close(small.fd));
+	small.fd = -1;
+	/* Our memory still has what the ring got before the close. */
+	EXPECT_EQ(CLOSE_RING - 1, tally_reap(t, &small));
+	ASSERT_EQ(0, kaio_watch_start(&w, &t->got, tally_report, t));
+	ret = tally_getevents(t, self->aio, waiting);
+	kaio_watch_stop(&w);
+	ASSERT_EQ(0, ret) TH_LOG("io_getevents: %s", strerror(-ret));
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	EXPECT_EQ(waiting, t->via_getevents);
+	EXPECT_EQ(0, asyncfd_ring_ready(&small));
+	expect_tally_complete(_metadata, t);
+	asyncfd_ring_exit(&small);
+	tally_free(t);
+	free(buf);
+}
+
+#define MT_SUBMITTERS		2
+#define MT_BATCH		8
+#define MT_WINDOW		4	/* batches in flight per submitter */
+#define MT_ROUNDS		128
+#define MT_RING			16
+#define MT_PER_SUBMITTER	(MT_ROUNDS * MT_BATCH)
+#define MT_TOTAL		(MT_SUBMITTERS * MT_PER_SUBMITTER)
+
+/* The asyncfd each iocb of a batch names: switches, and runs of two. */
+static const unsigned int mt_pattern[MT_BATCH] = { 0, 1, 0, 1, 0, 0, 1, 1 };
+
+struct mt;
+
+struct mt_submitter {
+	struct mt *mt;
+	unsigned int id;
+	int error;		/* errno of a failed io_submit() */
+	pthread_t thread;
+	struct iocb iocbs[MT_WINDOW * MT_BATCH];
+};
+
+struct mt {
+	aio_context_t aio;
+	int fd;
+	char *buf;
+	struct asyncfd_ring rings[2];
+	int failed;		/* an eventfd: a submitter gave up */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	unsigned int done[MT_SUBMITTERS];	/* under lock */
+	bool stop;				/* under lock */
+	unsigned int got;	/* stored with atomics: the watchdog reads it */
+	unsigned int duplicates;
+	unsigned int bad;
+	unsigned int wrong_ring;
+	unsigned int flushes;
+	unsigned char seen[MT_TOTAL];
+	struct mt_submitter sub[MT_SUBMITTERS];
+};
+
+static void *mt_submit(void *arg)
+{
+	struct mt_submitter *s = arg;
+	struct mt *mt = s->mt;
+	unsigned int round, i;
+
+	for (round = 0; round < MT_ROUNDS; round++) {
+		struct iocb *batch[MT_BATCH];
+		bool stop;
+		int ret;
+
+		pthread_mutex_lock(&mt->lock);
+		while (!mt->stop &&
+		       round * MT_BATCH - mt->done[s->id] > (MT_WINDOW - 1) * MT_BATCH)
+			pthread_cond_wait(&mt->cond, &mt->lock);
+		stop = mt->stop;
+		pthread_mutex_unlock(&mt->lock);
+		if (stop)
+			break;
+		for (i = 0; i < MT_BATCH; i++) {
+			unsigned int k = (round % MT_WINDOW) * MT_BATCH + i;
+			uint64_t cookie = s->id * MT_PER_SUBMITTER +
+					  round * MT_BATCH + i + 1;
+
+			kaio_prep_read(&s->iocbs[k], mt->fd, mt->buf, KAIO_BLOCK,
+				       (cookie % KAIO_SPAN_BLOCKS) * KAIO_BLOCK,
+				       mt->rings[mt_pattern[i]].fd, cookie);
+			batch[i] = &s->iocbs[k];
+		}
+		ret = sys_io_submit(mt->aio, MT_BATCH, batch);
+		if (ret != MT_BATCH) {
+			s->error = ret < 0 ? errno : EAGAIN;
+			eventfd_write(mt->failed, 1);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void mt_take(struct mt *mt, unsigned int ring,
+		    const struct asyncfd_result *res, unsigned int *done)
+{
+	uint64_t index = res->cookie - 1;
+	unsigned int id, n, i, k;
+
+	__atomic_store_n(&mt->got, mt->got + 1, __ATOMIC_RELAXED);
+	if (!res->cookie || index >= MT_TOTAL) {
+		mt->bad++;
+		return;
+	}
+	if (mt->seen[index]++) {
+		mt->duplicates++;
+		return;
+	}
+	id = index / MT_PER_SUBMITTER;
+	n = index % MT_PER_SUBMITTER;
+	i = n % MT_BATCH;
+	k = (n / MT_BATCH % MT_WINDOW) * MT_BATCH + i;
+	done[id]++;
+	if (mt_pattern[i] != ring)
+		mt->wrong_ring++;
+	if (res->obj != (uintptr_t)&mt->sub[id].iocbs[k] ||
+	    res->res != KAIO_BLOCK)
+		mt->bad++;
+}
+
+/* Reap both rings and flush what waits; how much happened, or -errno. */
+static int mt_reap(struct mt *mt)
+{
+	unsigned int done[MT_SUBMITTERS] = { 0 };
+	struct asyncfd_result res[32];
+	unsigned int n, i, r, id;
+	int ret, progress = 0;
+
+	for (r = 0; r < 2; r++) {
+		while ((n = asyncfd_reap(&mt->rings[r], res, ARRAY_SIZE(res)))) {
+			for (i = 0; i < n; i++)
+				mt_take(mt, r, &res[i], done);
+			progress += n;
+		}
+		if (asyncfd_waiting(&mt->rings[r])) {
+			ret = asyncfd_flush(&mt->rings[r]);
+			if (ret < 0)
+				return ret;
+			mt->flushes++;
+			progress++;
+		}
+	}
+	pthread_mutex_lock(&mt->lock);
+	for (id = 0; id < MT_SUBMITTERS; id++)
+		mt->done[id] += done[id];
+	pthread_cond_broadcast(&mt->cond);
+	pthread_mutex_unlock(&mt->lock);
+	return progress;
+}
+
+static void mt_report(void *arg)
+{
+	struct mt *mt = arg;
+	unsigned int r;
+
+	printf("# %u of %u results taken\n",
+	       __atomic_load_n(&mt->got, __ATOMIC_RELAXED), MT_TOTAL);
+	for (r = 0; r < 2; r++)
+		printf("# ring %u holds %u, kflags %#x, %lld wait in the kernel\n",
+		       r, asyncfd_ring_ready(&mt->rings[r]),
+		       __atomic_load_n(&mt->rings[r].hdr->kflags, __ATOMIC_ACQUIRE),
+		       kaio_fdinfo(mt->rings[r].fd, "asyncfd-waiting"));
+	printf("# the aio ring has %d events\n", aio_ring_events(mt->aio));
+}
+
+/* VmPin once it equals @kb; a watchdog fails the test if it never does. */
+static long long vmpin_settled(long long kb)
+{
+	static const unsigned int still;
+	struct kaio_watch w;
+	long long now;
+
+	if (kaio_watch_start(&w, &still, NULL, NULL))
+		return vmpin_kb();
+	while ((now = vmpin_kb()) != kb)
+		usleep(10000);
+	kaio_watch_stop(&w);
+	return now;
+}
+
+/*
+ * Two threads submit at once, each io_submit() naming two asyncfds in
+ * turn, while a third consumes: the process shares its fd table, so
+ * io_submit() takes and drops a real file reference for each switch.
+ * Every result must come once, into the ring its iocb named, and both
+ * asyncfds must be released by their close.  Catches a reference
+ * dropped wrongly when one io_submit() names several asyncfds (the
+ * file is released early: results go to the aio ring, or KASAN sees
+ * the use after free), and one never dropped (the ring stays pinned
+ * after the close).
+ */
+TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
+{
+	struct mt *mt = calloc(1, sizeof(*mt));
+	struct kaio_watch w;
+	struct pollfd pfd[3];
+	unsigned int s, missing = 0, i;
+	long long vmpin;
+	int ret = 0;
+
+	ASSERT_NE(NULL, mt);
+	vmpin = vmpin_kb();
+	mt->aio = self->aio;
+	mt->fd = self->fd;
+	ASSERT_EQ(0, posix_memalign((void **)&mt->buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, asyncfd_ring_setup(&mt->rings[0], MT_RING, ASYNCFD_CLOEXEC));
+	ASSERT_EQ(0, asyncfd_ring_setup(&mt->rings[1], MT_RING, ASYNCFD_CLOEXEC));
+	mt->failed = eventfd(0, EFD_CLOEXEC);
+	ASSERT_LE(0, mt->failed);
+	ASSERT_EQ(0, pthread_mutex_init(&mt->lock, NULL));
+	ASSERT_EQ(0, pthread_cond_init(&mt->cond, NULL));
+	for (i = 0; i < 2; i++)
+		pfd[i] = (struct pollfd){ .fd = mt->rings[i].fd, .events = POLLIN };
+	pfd[2] = (struct pollfd){ .fd = mt->failed, .events = POLLIN };
+
+	ASSERT_EQ(0, kaio_watch_start(&w, &mt->got, mt_report, mt));
+	for (s = 0; s < MT_SUBMITTERS; s++) {
+		mt->sub[s].mt = mt;
+		mt->sub[s].id = s;
+		ASSERT_EQ(0, pthread_create(&mt->sub[s].thread, NULL, mt_submit,
+					    &mt->sub[s]));
+	}
+	while (mt->got < MT_TOTAL && !mt->bad && !mt->duplicates &&
+	       !mt->wrong_ring) {
+		ret = mt_reap(mt);
+		if (ret < 0)
+			break;
+		if (ret)
+			continue;
+		if (poll(pfd, 3, -1) < 0 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (pfd[2].revents)
+			break;
+	}
+	pthread_mutex_lock(&mt->lock);
+	mt->stop = true;
+	pthread_cond_broadcast(&mt->cond);
+	pthread_mutex_unlock(&mt->lock);
+	for (s = 0; s < MT_SUBMITTERS; s++) {
+		pthread_join(mt->sub[s].thread, NULL);
+		EXPECT_EQ(0, mt->sub[s].error) {
+			TH_LOG("submitter %u: io_submit: %s", s,
+			       strerror(mt->sub[s].error));
+		}
+	}
+	kaio_watch_stop(&w);
+	ASSERT_LE(0, ret) TH_LOG("consumer: %s", strerror(-ret));
+
+	for (i = 0; i < MT_TOTAL; i++)
+		missing += !mt->seen[i];
+	EXPECT_EQ(MT_TOTAL, mt->got);
+	EXPECT_EQ(0, missing);
+	EXPECT_EQ(0, mt->duplicates);
+	EXPECT_EQ(0, mt->wrong_ring);
+	EXPECT_EQ(0, mt->bad);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	ksft_print_msg("%u results from %d threads into 2 rings of %d: %lld and %lld waited\n",
+		       mt->got, MT_SUBMITTERS, MT_RING,
+		       kaio_fdinfo(mt->rings[0].fd, "asyncfd-waited-total"),
+		       kaio_fdinfo(mt->rings[1].fd, "asyncfd-waited-total"));
+
+	asyncfd_ring_exit(&mt->rings[0]);
+	asyncfd_ring_exit(&mt->rings[1]);
+	EXPECT_EQ(vmpin, vmpin_settled(vmpin));
+	close(mt->failed);
+	pthread_cond_destroy(&mt->cond);
+	pthread_mutex_destroy(&mt->lock);
+	free(mt->buf);
+	free(mt);
+}
+
+/*
+ * Requests that take this long, so that they are surely in flight
+ * through a close, io_destroy() or swap that follows their io_submit()
+ * at once, even on an emulated CPU with a debug kernel.  Each test
+ * still checks that some arrived after the event, so a machine too
+ * slow for this fails rather than passes a test that proved nothing.
+ */
+#define SLOW_NSEC	(200 * 1000 * 1000)
+#define SLOW_REQUESTS	32
+#define SLOW_SMALL_RING	4
+
 FIXTURE(slow) {
 	aio_context_t aio;
 	struct asyncfd_ring ring;
 	struct nullb nb;
-	struct kaio_run *run;
+	struct iocb iocbs[SLOW_REQUESTS];
+	struct tally *t;
+	char *buf;
 	int fd;
+	unsigned int steps;	/* a watchdog's progress through the test */
 };
 
 FIXTURE_SETUP(slow)
@@ -702,30 +1781,32 @@ FIXTURE_SETUP(slow)
 	int ret;
 
 	self->fd = -1;
+	self->ring = (struct asyncfd_ring){ .fd = -1 };
 	memset(&self->nb, 0, sizeof(self->nb));
-	ret = asyncfd_ring_setup(&self->ring, 256, ASYNCFD_CLOEXEC);
+	/* Each test makes the ring it needs; this one only asks for asyncfd(). */
+	ret = asyncfd_ring_setup(&self->ring, 2, ASYNCFD_CLOEXEC);
 	if (ret == -ENOSYS)
 		MISSING(return, "asyncfd() not supported");
 	ASSERT_EQ(0, ret);
-	ASSERT_EQ(0, sys_io_setup(64, &self->aio));
-	self->fd = nullb_open(&self->nb, "asyncfd_slow", 2, 50 * 1000 * 1000);
+	asyncfd_ring_exit(&self->ring);
+	ret = sys_io_setup(64, &self->aio);
+	if (ret && errno == ENOSYS)
+		MISSING(return, "kernel AIO not supported");
+	ASSERT_EQ(0, ret);
+	self->fd = nullb_open(&self->nb, "asyncfd_slow", 2, SLOW_NSEC);
 	if (self->fd == -ENOENT)
 		MISSING(return, "null_blk configfs not available");
 	ASSERT_LE(0, self->fd);
-	self->run = malloc(sizeof(*self->run));
-	ASSERT_NE(NULL, self->run);
-	ASSERT_EQ(0, kaio_run_init(self->run, self->aio, self->fd,
-				   &self->ring, 32, 32));
-	ASSERT_EQ(0, kaio_run_submit(self->run));
-	ASSERT_EQ(32, self->run->submitted);
+	ASSERT_EQ(0, posix_memalign((void **)&self->buf, KAIO_BLOCK, KAIO_BLOCK));
+	self->t = tally_new(SLOW_REQUESTS, self->iocbs, SLOW_REQUESTS,
+			    KAIO_BLOCK);
+	ASSERT_NE(NULL, self->t);
 }
 
 FIXTURE_TEARDOWN(slow)
 {
-	if (self->run) {
-		kaio_run_exit(self->run);
-		free(self->run);
-	}
+	tally_free(self->t);
+	free(self->buf);
 	if (self->aio)
 		sys_io_destroy(self->aio);
 	if (self->fd >= 0)
@@ -734,69 +1815,190 @@ FIXTURE_TEARDOWN(slow)
 	asyncfd_ring_exit(&self->ring);
 }
 
+static void slow_report(void *arg)
+{
+	unsigned int *steps = arg;
+
+	printf("# stuck after step %u\n", __atomic_load_n(steps, __ATOMIC_RELAXED));
+}
+
+static void step(unsigned int *steps)
+{
+	__atomic_store_n(steps, *steps + 1, __ATOMIC_RELAXED);
+}
+
 /*
  * Closing the asyncfd sends what is still in flight to the aio ring:
  * the requests hold the asyncfd context, not the file, and see it dead.
- * Those were refused by no ring, so no overflow counts them.
+ * The ring has room for all, so none waited, and those in the aio ring
+ * are exactly those that completed after the close.
  */
 TEST_F(slow, close_with_requests_in_flight)
 {
+	struct kaio_watch w;
+	long long before;
 	unsigned int in_ring;
+	int ret;
 
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, 256, ASYNCFD_CLOEXEC));
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
+		     SLOW_REQUESTS, self->ring.fd);
+	before = arrived(&self->ring);
 	EXPECT_EQ(0, close(self->ring.fd));
 	self->ring.fd = -1;
-	/* The ring memory is still ours; what it got before the close counts. */
-	in_ring = asyncfd_ring_ready(&self->ring);
-	ASSERT_EQ(0, kaio_run_watch(self->run));
-	EXPECT_EQ(32 - in_ring, kaio_run_getevents(self->run, 32 - in_ring,
-						   32 - in_ring, NULL));
-	kaio_run_unwatch(self->run);
-	kaio_run_reap_ring(self->run);
-	EXPECT_EQ(0, asyncfd_claim_overflow(&self->ring));
-	EXPECT_EQ(32, self->run->via_ring + self->run->via_getevents);
-	EXPECT_EQ(0, self->run->bad);
-	EXPECT_EQ(0, self->run->duplicates);
-	EXPECT_EQ(0, kaio_run_missing(self->run));
-	ksft_print_msg("%u through the ring before the close, %u through io_getevents\n",
-		       self->run->via_ring, self->run->via_getevents);
-}
+	ASSERT_LE(0, before);
+	EXPECT_GT(SLOW_REQUESTS, before) TH_LOG("none was in flight at the close");
 
-/* io_destroy() waits for the requests, which still reach the ring. */
-TEST_F(slow, destroy_with_requests_in_flight)
-{
-	EXPECT_EQ(0, sys_io_destroy(self->aio));
-	self->aio = 0;
-	EXPECT_EQ(32, kaio_run_reap_ring(self->run));
-	EXPECT_EQ(0, self->run->bad);
-	EXPECT_EQ(0, self->run->duplicates);
-	EXPECT_EQ(0, kaio_run_missing(self->run));
+	/* The ring memory is still ours; what it got before the close counts. */
+	in_ring = tally_reap(self->t, &self->ring);
+	ASSERT_EQ(0, kaio_watch_start(&w, &self->t->got, tally_report, self->t));
+	ret = tally_getevents(self->t, self->aio, SLOW_REQUESTS - in_ring);
+	kaio_watch_stop(&w);
+	ASSERT_EQ(0, ret) TH_LOG("io_getevents: %s", strerror(-ret));
+	/* None arrived in the ring after the close, and some did complete. */
+	EXPECT_EQ(0, tally_reap(self->t, &self->ring));
+	EXPECT_LT(0, self->t->via_getevents);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	expect_tally_complete(_metadata, self->t);
+	ksft_print_msg("%u through the ring before the close, %u through io_getevents\n",
+		       self->t->via_ring, self->t->via_getevents);
 }
 
 /*
- * A swap with requests in flight: they complete into the new ring.  The
- * old one keeps what it got before, and what it refused unclaimed, for
- * a last reap and claim.
+ * io_destroy() with requests in flight whose results, in a ring of 3,
+ * must mostly wait: io_destroy() returns without waiting for the
+ * waiting ones, which enter the ring afterwards, as the consumer makes
+ * room.  Catches a kernel whose io_destroy() waits for results that
+ * only the consumer can let in (it never returns: the watchdog fails
+ * the test), one that drops them with the context, or uses the freed
+ * context when they enter the ring (KASAN), and ABI v2, which sent them
+ * to the aio ring it then freed.
+ */
+TEST_F(slow, destroy_with_requests_in_flight)
+{
+	struct kaio_watch w;
+	long long before;
+	unsigned int at_return;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
+					ASYNCFD_CLOEXEC));
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
+		     SLOW_REQUESTS, self->ring.fd);
+	before = arrived(&self->ring);
+	ASSERT_EQ(0, kaio_watch_start(&w, &self->steps, slow_report,
+				      &self->steps));
+	EXPECT_EQ(0, sys_io_destroy(self->aio));
+	step(&self->steps);
+	kaio_watch_stop(&w);
+	self->aio = 0;
+	at_return = asyncfd_ring_ready(&self->ring);
+	ASSERT_LE(0, before);
+	EXPECT_GT(SLOW_REQUESTS, before) TH_LOG("none was in flight at io_destroy()");
+	/* Nobody reaped: all but what the ring holds arrive after the return. */
+	EXPECT_GE(SLOW_SMALL_RING - 1, at_return);
+
+	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_POLL);
+	expect_tally_complete(_metadata, self->t);
+	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
+	EXPECT_LT(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+	ksft_print_msg("%u in the ring when io_destroy() returned, %lld waited\n",
+		       at_return,
+		       kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+}
+
+/*
+ * The same for a process that exits with requests in flight naming an
+ * inherited asyncfd: its exit does not wait for the results that wait,
+ * and they reach the parent's ring later.  Catches an exit that hangs
+ * on them (the child never becomes a zombie: the watchdog fails the
+ * test) or loses them with the child's contexts.
+ */
+TEST_F(slow, exit_with_requests_in_flight)
+{
+	struct kaio_watch w;
+	unsigned int at_exit;
+	pid_t pid;
+	int status;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
+					ASYNCFD_CLOEXEC));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct iocb *batch[SLOW_REQUESTS];
+		aio_context_t aio;
+		unsigned int k;
+
+		/* The iocbs at the parent's addresses: obj names them alike. */
+		for (k = 0; k < SLOW_REQUESTS; k++) {
+			kaio_prep_read(&self->iocbs[k], self->fd, self->buf,
+				       KAIO_BLOCK, k * KAIO_BLOCK,
+				       self->ring.fd, k + 1);
+			batch[k] = &self->iocbs[k];
+		}
+		if (sys_io_setup(SLOW_REQUESTS, &aio))
+			_exit(2);
+		_exit(sys_io_submit(aio, SLOW_REQUESTS, batch) == SLOW_REQUESTS ?
+		      0 : 3);
+	}
+	ASSERT_EQ(0, kaio_watch_start(&w, &self->steps, slow_report,
+				      &self->steps));
+	status = wait_child(pid);
+	step(&self->steps);
+	kaio_watch_stop(&w);
+	at_exit = asyncfd_ring_ready(&self->ring);
+	ASSERT_EQ(0, status);
+	EXPECT_GE(SLOW_SMALL_RING - 1, at_exit);
+
+	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_EPOLL);
+	expect_tally_complete(_metadata, self->t);
+	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
+	EXPECT_LT(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+}
+
+/*
+ * A swap with results waiting and requests in flight: what waited moves
+ * into the new ring at the swap, what completes later goes there too,
+ * and the old ring keeps what it held, untouched.  Catches a swap that
+ * leaves waiting results behind (they would enter only at the next
+ * post), that loses them, or that writes the old ring afterwards.
  */
 TEST_F(slow, swap_with_requests_in_flight)
 {
+	unsigned int half = SLOW_REQUESTS / 2, room = SLOW_SMALL_RING - 1;
+	unsigned int old_ready, moved, old_tail;
 	struct asyncfd_ring bigger;
 
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
+					ASYNCFD_CLOEXEC));
 	ASSERT_EQ(0, asyncfd_ring_map(&bigger, 4096));
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
+		     half, self->ring.fd);
+	wait_arrived(_metadata, &self->ring, half);
+	ASSERT_EQ(room, asyncfd_ring_ready(&self->ring));
+	ASSERT_TRUE(asyncfd_waiting(&self->ring));
+
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs,
+		     half, half, self->ring.fd);
 	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &bigger));
-	kaio_run_reap_ring(self->run);
-	EXPECT_LE(0, kaio_run_claim(self->run));
-	self->run->ring = &bigger;
-	EXPECT_EQ(0, kaio_run(self->run)) {
-		TH_LOG("%s failed: %s after %u of 32", self->run->failed,
-		       strerror(self->run->error), self->run->completed);
+	moved = asyncfd_ring_ready(&bigger);
+	old_ready = asyncfd_ring_ready(&self->ring);
+	old_tail = self->ring.hdr->ikernel;
+	EXPECT_EQ(room, old_ready);
+	EXPECT_LE(half - room, moved) TH_LOG("waiting results left behind");
+	EXPECT_GT(SLOW_REQUESTS, old_ready + moved) {
+		TH_LOG("none was in flight at the swap");
 	}
-	EXPECT_EQ(32, self->run->via_ring);
-	EXPECT_EQ(0, self->run->claimed);
-	EXPECT_EQ(0, self->run->bad);
-	EXPECT_EQ(0, self->run->duplicates);
-	EXPECT_EQ(0, kaio_run_missing(self->run));
-	EXPECT_EQ(0, bigger.hdr->overflow);
-	self->run->ring = &self->ring;
+
+	EXPECT_EQ(room, tally_reap(self->t, &self->ring));
+	consume(_metadata, self->t, &bigger, SLOW_REQUESTS, WAIT_READ);
+	EXPECT_EQ(old_tail, self->ring.hdr->ikernel);
+	EXPECT_EQ(0, asyncfd_ring_ready(&self->ring));
+	expect_tally_complete(_metadata, self->t);
+	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	ksft_print_msg("%u in the old ring, %u moved at the swap, %u after it\n",
+		       old_ready, moved, SLOW_REQUESTS - old_ready - moved);
 	asyncfd_ring_exit(&bigger);
 }
 
@@ -864,7 +2066,8 @@ static void poll_into_own_ring(struct __test_metadata *_metadata, bool via_epoll
 		}
 	}
 	EXPECT_NE(res[0].cookie, res[1].cookie);
-	EXPECT_EQ(0, ring.hdr->overflow);
+	EXPECT_FALSE(asyncfd_waiting(&ring));
+	EXPECT_EQ(0, aio_ring_events(aio));
 
 	EXPECT_EQ(0, sys_io_destroy(aio));
 	if (epfd >= 0)

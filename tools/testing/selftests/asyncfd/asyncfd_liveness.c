@@ -1,25 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * No consumer sleeps through a refusal.
+ * No consumer sleeps through a result, stored or waiting.
  *
  * A consumer pinned to one CPU blocks with no timeout in epoll (level
  * or edge triggered, or two EPOLLEXCLUSIVE waiters that share the
  * ring), poll() or select(), asking only for EPOLLIN, or in a blocking
- * read() of the asyncfd, while a producer
- * on the other CPU keeps far more results in flight than a ring of 4
- * holds: KAIO reads on null_blk completing inline, in softirq and in
- * hard interrupt context, and the test producer from every context.
- * Refusals race the drain, and one that lands after the consumer's
- * claim must wake it, or it sleeps for ever with the result in the aio
- * ring.  Each wakeup the consumer drains the ring, claims the overflow
- * count and collects exactly that many refused results.  In the end
- * every cookie came back once, through the ring or through a claim,
- * and the claims add up to the refusals.  A watchdog fails the test
- * when nothing moves for 30 s: that is how a lost wakeup shows, and
- * how a claim of more than was refused shows for KAIO, as
- * io_getevents() waits for completions that never come.
+ * read() of the asyncfd, while a producer on the other CPU keeps more
+ * results in flight than a ring of 4 holds: KAIO reads on null_blk
+ * completing inline, in softirq and in hard interrupt context, and the
+ * test producer from every context.  What finds no room waits in the
+ * kernel, and a result stored, or made to wait, after the consumer's
+ * last look must wake it, or it sleeps for ever.  Each wakeup the
+ * consumer reaps the ring, and while kflags says that results wait, asks
+ * for them with asyncfd(fd, NULL, 0) and reaps again.  In the end every
+ * cookie came back once, through the ring alone, and those of the test
+ * producer in the order it posted them; io_getevents() finds nothing.
+ * Every run makes results wait, whatever the timing, and checks that
+ * they did.  A watchdog fails the test when nothing moves for 30 s:
+ * that is how a lost wakeup shows.
  *
- * Then plain stores across CPUs: no refusals, and the producer posts
+ * Then plain stores across CPUs: nothing waits, and the producer posts
  * its next small batch only once the consumer took the last, so the
  * consumer falls asleep and must be woken from the other CPU each time.
  *
@@ -61,24 +61,49 @@
 
 /*
  * Each run lasts a time budget, not a count: a slow machine gets
- * smaller counts, not a failure.  The 55 runs below (11 tests for each of 5
- * consumers) must fit in about 120 s of a TCG guest with KASAN, with
- * setup and the final drain on top: 40 refusal runs of 1.5 s and 15
- * store runs of 1 s leave a third of that for them.
+ * smaller counts, not a failure.  The 66 runs below (11 tests for each
+ * of 6 consumers) spend 48 budgets of 1.5 s making results wait and 18
+ * of 1 s storing, and must fit with their setup and final drains in
+ * the time a TCG guest with KASAN allows the program.
  */
-#define REFUSAL_BUDGET_NS	(1500 * 1000 * 1000LL)
+#define WAIT_BUDGET_NS		(1500 * 1000 * 1000LL)
 #define STORE_BUDGET_NS		(1000 * 1000 * 1000LL)
 #define WATCHDOG_SECONDS	30
 /* Setup, budget and drain, plus a watchdog that fires: the harness must not. */
 #define TEST_SECONDS		90
 
-/* A ring of 4 holds 3 results: at 64 in flight, most drains race refusals. */
-#define REFUSAL_RING		4
+/* A ring of 4 holds 3 results: at 64 in flight, most drains race waits. */
+#define WAIT_RING		4
 #define KAIO_DEPTH		64
 #define HARDIRQ_COMPLETION_NSEC	10000
-/* A post of the test producer takes a stride of cookies, and fills 16 to all. */
+/*
+ * Every 16th round of reads, the producer keeps the consumers off the
+ * ring until all KAIO_DEPTH have completed, so that most of them wait
+ * in the kernel in every run, however fast the consumer.
+ */
+#define KAIO_STALL_EVERY	16
+/* How often a stalled producer looks whether all reads completed. */
+#define KAIO_STALL_POLL_US	100
+
+/*
+ * A post of the test producer takes a stride of cookies, and fills 16
+ * to all of it, in calls of more results than the ring can hold, so
+ * that some of each call wait.  A call that would make more wait than
+ * the ring has entries is refused whole, and retried: the largest must
+ * fit an empty ring with one slot to spare, or it would retry for ever.
+ */
 #define POST_STRIDE		64
 #define POST_MIN		16
+#define BATCH_MIN		WAIT_RING
+#define BATCH_MAX		(2 * WAIT_RING - 2)
+/*
+ * Every 8th post is a probe: once the consumer has taken everything, a
+ * call of 7 into the empty ring stores 3 and makes 4 wait, the most the
+ * kernel keeps for a producer without storage of its own; nothing else
+ * is posted until the consumer has flushed them in.
+ */
+#define PROBE_EVERY		8
+#define PROBE_COUNT		(2 * WAIT_RING - 1)
 /* Flow control keeps at most one batch outstanding: it never fills this. */
 #define STORE_RING		256
 #define STORE_MAX_BATCH		8
@@ -131,20 +156,24 @@ struct live {
 	int64_t budget_ns;
 	uint64_t rng;
 	unsigned int nr_cpus;
+	const char *producer_doing;	/* for the watchdog's report */
 
 	pthread_mutex_t ring_lock;	/* a ring has one consumer at a time */
 	pthread_mutex_t lock;		/* everything below */
 	pthread_cond_t cond;		/* broadcast when any of it changes */
 	uint8_t *seen;			/* per cookie, times seen */
 	uint64_t next_cookie;		/* the cookies below were handed out */
-	uint8_t *post_stored;		/* per post, how many the ring took */
+	uint64_t last_cookie;		/* the test producer's, in the ring */
+	uint8_t *post_count;		/* per post, how many it was for */
 	uint32_t nr_posts;
-	uint64_t submitted, stored, refused;
-	uint64_t via_ring, claimed, via_getevents, on_consumer_cpu;
+	uint64_t submitted, stored, waited, retries, probes, stalls;
+	uint64_t via_ring, on_producer_cpu, on_consumer_cpu;
 	bool producing;
 	const char *failed;
 	int error;
-	uint64_t progress;		/* atomic: results seen plus claimed */
+	uint64_t progress;		/* atomic: results seen */
+	uint64_t kflags_seen;		/* atomic: drains that found results waiting */
+	uint64_t flushes;		/* atomic */
 	double seconds;
 
 	/* KAIO: slot i owns iocbs[i] and its buffer while its read runs. */
@@ -173,7 +202,7 @@ static int pin_to_cpu(int cpu)
 static void live_fail(struct live *lv, const char *what, int error)
 {
 	if (!lv->failed) {
-		lv->failed = what;
+		__atomic_store_n(&lv->failed, what, __ATOMIC_RELAXED);
 		lv->error = error;
 	}
 	pthread_cond_broadcast(&lv->cond);
@@ -186,7 +215,15 @@ static void live_fail_unlocked(struct live *lv, const char *what, int error)
 	pthread_mutex_unlock(&lv->lock);
 }
 
-/* A read's completion, from the asyncfd ring or the aio ring; lock held. */
+static void set_doing(const char **doing, const char *what)
+{
+	__atomic_store_n(doing, what, __ATOMIC_RELAXED);
+}
+
+/*
+ * A read's completion.  Reads complete in any order, so only the
+ * cookie, the iocb and the length are checked; lock held.
+ */
 static void kaio_seen(struct live *lv, uint64_t cookie, uint64_t obj, int64_t res)
 {
 	uintptr_t base = (uintptr_t)lv->iocbs;
@@ -205,7 +242,11 @@ static void kaio_seen(struct live *lv, uint64_t cookie, uint64_t obj, int64_t re
 	lv->free_slots[lv->nr_free++] = slot;
 }
 
-/* Result i of a post has cookie base + i and obj i; lock held. */
+/*
+ * Result i of a post has cookie base + i and obj i.  One producer posts
+ * one post after the other, and results that wait enter the ring before
+ * any posted later: cookies only grow.  Lock held.
+ */
 static void tp_seen(struct live *lv, const struct asyncfd_result *res)
 {
 	uint64_t cookie = res->cookie;
@@ -214,74 +255,58 @@ static void tp_seen(struct live *lv, const struct asyncfd_result *res)
 		live_fail(lv, "a cookie twice, or one never posted", EPROTO);
 		return;
 	}
+	if (cookie <= lv->last_cookie) {
+		live_fail(lv, "a result that overtook one posted before it", EPROTO);
+		return;
+	}
+	lv->last_cookie = cookie;
 	if (res->obj != (cookie - 1) % POST_STRIDE || res->res != lv->context_bit ||
 	    res->res2 < 0 || res->res2 >= lv->nr_cpus) {
 		live_fail(lv, "a result naming the wrong post, context or CPU", EPROTO);
 		return;
 	}
+	lv->on_producer_cpu += res->res2 == PRODUCER_CPU;
 	lv->on_consumer_cpu += res->res2 == CONSUMER_CPU;
 }
 
-/* Exactly @n: what was claimed is in the aio ring or on its way there. */
-static int kaio_collect(struct live *lv, unsigned int n)
-{
-	struct io_event ev[64];
-	int i, got;
-
-	while (n) {
-		got = n < ARRAY_SIZE(ev) ? n : ARRAY_SIZE(ev);
-		got = sys_io_getevents(lv->aio, got, got, ev, NULL);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got < 0)
-			return -errno;
-		pthread_mutex_lock(&lv->lock);
-		for (i = 0; i < got; i++)
-			kaio_seen(lv, ev[i].data, ev[i].obj, ev[i].res);
-		lv->via_getevents += got;
-		__atomic_add_fetch(&lv->progress, got, __ATOMIC_RELAXED);
-		pthread_cond_broadcast(&lv->cond);
-		pthread_mutex_unlock(&lv->lock);
-		n -= got;
-	}
-	return 0;
-}
-
 /*
- * One pass, and back to sleep: the ring until empty, then one claim.
- * Whatever comes after must wake us, so no second look.
+ * One pass: reap until the ring is empty and kflags says that nothing
+ * waits, then back to sleep.  Whatever comes after must wake us, so no
+ * second look.  The loop, and not one flush per wakeup, is what an edge
+ * triggered consumer needs: a flush wakes nobody, and results that still
+ * wait after it make no new edge.
  */
 static int drain(struct consumer *c)
 {
 	struct live *lv = c->lv;
 	struct asyncfd_result res[64];
 	unsigned int n, i;
+	int ret;
 
-	while ((n = asyncfd_reap(&lv->ring, res, ARRAY_SIZE(res)))) {
-		pthread_mutex_lock(&lv->lock);
-		for (i = 0; i < n; i++) {
-			if (lv->kaio)
-				kaio_seen(lv, res[i].cookie, res[i].obj, res[i].res);
-			else
-				tp_seen(lv, &res[i]);
+	for (;;) {
+		while ((n = asyncfd_reap(&lv->ring, res, ARRAY_SIZE(res)))) {
+			pthread_mutex_lock(&lv->lock);
+			for (i = 0; i < n; i++) {
+				if (lv->kaio)
+					kaio_seen(lv, res[i].cookie, res[i].obj, res[i].res);
+				else
+					tp_seen(lv, &res[i]);
+			}
+			lv->via_ring += n;
+			__atomic_add_fetch(&lv->progress, n, __ATOMIC_RELAXED);
+			pthread_cond_broadcast(&lv->cond);
+			pthread_mutex_unlock(&lv->lock);
 		}
-		lv->via_ring += n;
-		__atomic_add_fetch(&lv->progress, n, __ATOMIC_RELAXED);
-		pthread_cond_broadcast(&lv->cond);
-		pthread_mutex_unlock(&lv->lock);
+		if (!asyncfd_waiting(&lv->ring))
+			return 0;
+		__atomic_add_fetch(&lv->kflags_seen, 1, __ATOMIC_RELAXED);
+		set_doing(&c->doing, "flushes");
+		ret = asyncfd_flush(&lv->ring);
+		if (ret < 0)
+			return ret;
+		__atomic_add_fetch(&lv->flushes, 1, __ATOMIC_RELAXED);
+		set_doing(&c->doing, "drains");
 	}
-	n = asyncfd_claim_overflow(&lv->ring);
-	if (!n)
-		return 0;
-	pthread_mutex_lock(&lv->lock);
-	lv->claimed += n;
-	__atomic_add_fetch(&lv->progress, n, __ATOMIC_RELAXED);
-	pthread_cond_broadcast(&lv->cond);
-	pthread_mutex_unlock(&lv->lock);
-	if (!lv->kaio)
-		return 0;
-	__atomic_store_n(&c->doing, "collects a claim in io_getevents()", __ATOMIC_RELAXED);
-	return kaio_collect(lv, n);
 }
 
 /* Block, with no timeout, until the asyncfd or the stop fd is readable. */
@@ -303,14 +328,14 @@ static int consumer_wait(struct consumer *c)
 		return (pfd[0].revents ? READY_RING : 0) | (pfd[1].revents ? READY_STOP : 0);
 	}
 	if (lv->kind == WAIT_READ) {
-		uint64_t waiting;
+		uint64_t in_ring;
 
 		if (__atomic_load_n(&lv->stopping, __ATOMIC_ACQUIRE))
 			return READY_STOP;
-		n = read(lv->ring.fd, &waiting, sizeof(waiting));
+		n = read(lv->ring.fd, &in_ring, sizeof(in_ring));
 		if (n < 0)
 			return errno == EINTR ? 0 : -errno;
-		return READY_RING;
+		return n == sizeof(in_ring) ? READY_RING : -EPROTO;
 	}
 	if (lv->kind == WAIT_SELECT) {
 		fd_set rd;
@@ -347,7 +372,7 @@ static void *consumer_main(void *arg)
 	getrusage(RUSAGE_THREAD, &ru);
 	nvcsw = ru.ru_nvcsw;
 	while (!(ready & READY_STOP)) {
-		__atomic_store_n(&c->doing, "waits", __ATOMIC_RELAXED);
+		set_doing(&c->doing, "waits");
 		ready = consumer_wait(c);
 		if (ready < 0) {
 			live_fail_unlocked(lv, "waiting", -ready);
@@ -355,20 +380,44 @@ static void *consumer_main(void *arg)
 		}
 		if (ready & READY_RING)
 			__atomic_add_fetch(&c->wakeups, 1, __ATOMIC_RELAXED);
-		__atomic_store_n(&c->doing, "waits for the ring", __ATOMIC_RELAXED);
+		set_doing(&c->doing, "waits for the ring");
 		pthread_mutex_lock(&lv->ring_lock);
-		__atomic_store_n(&c->doing, "drains", __ATOMIC_RELAXED);
+		set_doing(&c->doing, "drains");
 		err = drain(c);
 		pthread_mutex_unlock(&lv->ring_lock);
 		if (err) {
-			live_fail_unlocked(lv, "io_getevents", -err);
+			live_fail_unlocked(lv, "asyncfd(fd, NULL, 0)", -err);
 			break;
 		}
 	}
-	__atomic_store_n(&c->doing, "stopped", __ATOMIC_RELAXED);
+	set_doing(&c->doing, "stopped");
 	getrusage(RUSAGE_THREAD, &ru);
 	c->sleeps = ru.ru_nvcsw - nvcsw;
 	return NULL;
+}
+
+/*
+ * With ring_lock held and every slot's read submitted, wait until all
+ * have completed: the ring takes 3, and the rest must wait in the
+ * kernel.  Consumers that wake meanwhile block on ring_lock.  No event
+ * says "all completed", so look now and then; the watchdog bounds it.
+ */
+static void kaio_stall(struct live *lv)
+{
+	long long waiting;
+
+	set_doing(&lv->producer_doing, "keeps the consumers off until all reads completed");
+	while (!__atomic_load_n(&lv->failed, __ATOMIC_RELAXED)) {
+		waiting = fdinfo_waiting(lv->ring.fd);
+		if (waiting < 0) {
+			live_fail_unlocked(lv, "no asyncfd-waiting in fdinfo", ENOENT);
+			break;
+		}
+		if (asyncfd_ring_ready(&lv->ring) + waiting >= KAIO_DEPTH)
+			break;
+		usleep(KAIO_STALL_POLL_US);
+	}
+	set_doing(&lv->producer_doing, "submits");
 }
 
 /* Keeps KAIO_DEPTH reads in flight until the budget is spent. */
@@ -377,7 +426,8 @@ static void *kaio_producer(void *arg)
 	struct live *lv = arg;
 	int64_t deadline = mono_ns() + lv->budget_ns;
 	struct iocb *batch[KAIO_DEPTH];
-	unsigned int n;
+	unsigned int n, round = 0;
+	bool stall;
 	int ret, err;
 
 	err = pin_to_cpu(PRODUCER_CPU);
@@ -386,9 +436,21 @@ static void *kaio_producer(void *arg)
 		live_fail(lv, "sched_setaffinity", -err);
 	while (!lv->failed && mono_ns() < deadline &&
 	       lv->next_cookie + KAIO_DEPTH <= MAX_COOKIES) {
-		/* A slot comes back once a consumer has seen its completion. */
-		while (!lv->nr_free && !lv->failed)
-			pthread_cond_wait(&lv->cond, &lv->lock);
+		stall = round++ % KAIO_STALL_EVERY == 0;
+		if (stall) {
+			/*
+			 * In the consumers' order, ring_lock first.  Slots
+			 * stay as they are while we hold it: only a consumer
+			 * frees them, so every one gets a read below.
+			 */
+			pthread_mutex_unlock(&lv->lock);
+			pthread_mutex_lock(&lv->ring_lock);
+			pthread_mutex_lock(&lv->lock);
+		} else {
+			/* A slot comes back once a consumer has seen its completion. */
+			while (!lv->nr_free && !lv->failed)
+				pthread_cond_wait(&lv->cond, &lv->lock);
+		}
 		for (n = 0; lv->nr_free; n++) {
 			unsigned int slot = lv->free_slots[--lv->nr_free];
 			uint64_t cookie = lv->next_cookie++;
@@ -402,29 +464,46 @@ static void *kaio_producer(void *arg)
 		pthread_mutex_unlock(&lv->lock);
 		ret = n ? sys_io_submit(lv->aio, n, batch) : 0;
 		err = errno;
+		if (stall) {
+			if (ret == (int)n)
+				kaio_stall(lv);
+			pthread_mutex_unlock(&lv->ring_lock);
+		}
 		pthread_mutex_lock(&lv->lock);
 		if (ret > 0)
 			lv->submitted += ret;
 		if (ret != (int)n)
 			live_fail(lv, "io_submit", ret < 0 ? err : EAGAIN);
+		else
+			lv->stalls += stall;
 	}
+	set_doing(&lv->producer_doing, "produced all");
 	lv->producing = false;
 	pthread_cond_broadcast(&lv->cond);
 	pthread_mutex_unlock(&lv->lock);
 	return NULL;
 }
 
+/* Until the consumers have seen all that was handed over; lock held. */
+static void tp_catch_up(struct live *lv)
+{
+	while (!lv->failed && lv->via_ring < lv->stored + lv->waited)
+		pthread_cond_wait(&lv->cond, &lv->lock);
+}
+
 /*
- * Posts of one batch each, so that what the ring took of a post is a
- * prefix of it: the kernel stores until the first full slot.
+ * Posts of POST_MIN to POST_STRIDE results, or flow controlled ones of a
+ * batch each.  Each hands over every result: a call refused for want of
+ * room is retried, once the consumer has made room.
  */
 static void *tp_producer(void *arg)
 {
 	struct live *lv = arg;
 	int64_t deadline = mono_ns() + lv->budget_ns;
 	struct post_result out;
-	unsigned int count;
+	unsigned int count, batch;
 	uint64_t cookie;
+	bool probe;
 	int ret, err;
 
 	err = pin_to_cpu(PRODUCER_CPU);
@@ -432,34 +511,60 @@ static void *tp_producer(void *arg)
 	if (err)
 		live_fail(lv, "sched_setaffinity", -err);
 	while (!lv->failed && mono_ns() < deadline && lv->nr_posts < MAX_POSTS) {
-		if (lv->flow_control)
+		probe = !lv->flow_control && lv->nr_posts % PROBE_EVERY == 0;
+		if (lv->flow_control) {
 			count = 1 + rng_below(&lv->rng, STORE_MAX_BATCH);
-		else
+			batch = count;
+		} else if (probe) {
+			count = PROBE_COUNT;
+			batch = count;
+			set_doing(&lv->producer_doing, "waits for an empty ring to probe");
+			tp_catch_up(lv);
+		} else {
 			count = POST_MIN + rng_below(&lv->rng, POST_STRIDE - POST_MIN + 1);
+			batch = BATCH_MIN + rng_below(&lv->rng, BATCH_MAX - BATCH_MIN + 1);
+		}
 		cookie = 1 + (uint64_t)lv->nr_posts * POST_STRIDE;
 		lv->next_cookie = cookie + POST_STRIDE;
+		set_doing(&lv->producer_doing, "posts");
 		pthread_mutex_unlock(&lv->lock);
-		ret = test_producer_send(lv->tp, lv->ring.fd, lv->context, cookie, count,
-					 count, &out);
+		ret = test_producer_send_from(lv->tp, lv->ring.fd, lv->context, false,
+					      !lv->flow_control, cookie, count, batch, &out);
 		pthread_mutex_lock(&lv->lock);
 		if (ret) {
 			live_fail(lv, "the test producer", -ret);
 			break;
 		}
-		if (out.error || out.stored + out.refused != count) {
-			live_fail(lv, "a post that lost results", out.error ? -out.error : EPROTO);
+		if (out.error || out.unposted || out.stored + out.waited != count) {
+			live_fail(lv, "a post that did not hand over every result",
+				  out.error ? -out.error : EPROTO);
 			break;
 		}
-		lv->post_stored[lv->nr_posts++] = out.stored;
+		/* Every call brought more than the ring has room for. */
+		if (!lv->flow_control && !out.waited) {
+			live_fail(lv, "a post beyond the ring's room where nothing waited", EPROTO);
+			break;
+		}
+		/* Into the empty ring: its room, then copies up to its size. */
+		if (probe && (out.stored != WAIT_RING - 1 || out.waited != WAIT_RING)) {
+			live_fail(lv, "a probe that did not store 3 and make 4 wait", EPROTO);
+			break;
+		}
+		lv->post_count[lv->nr_posts++] = count;
 		lv->stored += out.stored;
-		lv->refused += out.refused;
+		lv->waited += out.waited;
+		lv->retries += out.retries;
+		lv->probes += probe;
 		/*
 		 * Flow control: the consumer falls asleep between batches,
-		 * and only a wakeup from this CPU tells it of the next.
+		 * and only a wakeup from this CPU tells it of the next.  After
+		 * a probe, only its flush brings the 4 that wait.
 		 */
-		while (lv->flow_control && !lv->failed && lv->via_ring < lv->stored)
-			pthread_cond_wait(&lv->cond, &lv->lock);
+		set_doing(&lv->producer_doing, "waits for the consumer to catch up");
+		if (lv->flow_control || probe)
+			tp_catch_up(lv);
 	}
+	set_doing(&lv->producer_doing, "produced all");
 	lv->producing = false;
 	pthread_cond_broadcast(&lv->cond);
 	pthread_mutex_unlock(&lv->lock);
@@ -481,16 +586,19 @@ static void live_report(struct live *lv, const char *why)
 	unsigned int i;
 
 	pthread_mutex_lock(&lv->lock);
-	ksft_print_msg("%s: %llu via ring, %llu claimed, %llu via io_getevents, failure: %s\n",
-		       why, (unsigned long long)lv->via_ring, (unsigned long long)lv->claimed,
-		       (unsigned long long)lv->via_getevents, lv->failed ?: "none");
-	ksft_print_msg("%s: %llu submitted, %llu stored, %llu refused, %llu wakeups, %s\n",
+	ksft_print_msg("%s: %llu via ring, %llu flushes, failure: %s\n",
+		       why, (unsigned long long)lv->via_ring,
+		       (unsigned long long)__atomic_load_n(&lv->flushes, __ATOMIC_RELAXED),
+		       lv->failed ?: "none");
+	ksft_print_msg("%s: %llu submitted, %llu stored, %llu waited, %llu wakeups\n",
 		       why, (unsigned long long)lv->submitted, (unsigned long long)lv->stored,
-		       (unsigned long long)lv->refused, (unsigned long long)live_wakeups(lv),
-		       lv->producing ? "producing" : "produced all");
-	ksft_print_msg("%s: ring holds %u, %u refusals unclaimed\n", why,
+		       (unsigned long long)lv->waited, (unsigned long long)live_wakeups(lv));
+	ksft_print_msg("%s: ring holds %u, kflags %#x, %lld wait in the kernel\n", why,
 		       asyncfd_ring_ready(&lv->ring),
-		       __atomic_load_n(&lv->ring.hdr->overflow, __ATOMIC_RELAXED));
+		       __atomic_load_n(&lv->ring.hdr->kflags, __ATOMIC_RELAXED),
+		       fdinfo_waiting(lv->ring.fd));
+	ksft_print_msg("%s: producer %s\n", why,
+		       __atomic_load_n(&lv->producer_doing, __ATOMIC_RELAXED));
 	for (i = 0; i < lv->nr_consumers; i++)
 		ksft_print_msg("%s: consumer %u %s\n", why, i,
 			       __atomic_load_n(&lv->consumers[i].doing, __ATOMIC_RELAXED));
@@ -519,7 +627,7 @@ static void *watchdog_main(void *arg)
 		if (lv->wd_stop || mono_ns() - last_change < WATCHDOG_SECONDS * NSEC_PER_SEC)
 			continue;
 		live_report(lv, "stalled");
-		ksft_print_msg("no result seen or claimed for %d s\n", WATCHDOG_SECONDS);
+		ksft_print_msg("no result seen for %d s\n", WATCHDOG_SECONDS);
 		fflush(stdout);
 		fflush(stderr);
 		_exit(KSFT_FAIL);
@@ -533,8 +641,8 @@ static bool live_accounted(const struct live *lv)
 	if (lv->producing)
 		return false;
 	if (lv->kaio)
-		return lv->via_ring + lv->via_getevents >= lv->submitted;
-	return lv->via_ring >= lv->stored && lv->claimed >= lv->refused;
+		return lv->via_ring >= lv->submitted;
+	return lv->via_ring >= lv->stored + lv->waited;
 }
 
 FIXTURE(liveness) {
@@ -593,9 +701,9 @@ static struct live *live_new(struct __test_metadata *_metadata, enum wait_kind k
 
 	ASSERT_NE(NULL, lv);
 	lv->seen = calloc(MAX_COOKIES + 1, 1);
-	lv->post_stored = calloc(MAX_POSTS, 1);
+	lv->post_count = calloc(MAX_POSTS, 1);
 	ASSERT_NE(NULL, lv->seen);
-	ASSERT_NE(NULL, lv->post_stored);
+	ASSERT_NE(NULL, lv->post_count);
 	lv->kind = kind;
 	lv->budget_ns = budget_ns;
 	lv->next_cookie = 1;
@@ -603,6 +711,7 @@ static struct live *live_new(struct __test_metadata *_metadata, enum wait_kind k
 	lv->tp = -1;
 	lv->nr_cpus = get_nprocs_conf();
 	lv->rng = mono_ns();
+	lv->producer_doing = "starts";
 	ret = asyncfd_ring_setup(&lv->ring, ring_size, ASYNCFD_CLOEXEC);
 	if (ret == -ENOSYS)
 		MISSING(return NULL, "asyncfd() not supported");
@@ -628,12 +737,12 @@ static void live_free(struct live *lv)
 	close(lv->stop_fd);
 	asyncfd_ring_exit(&lv->ring);
 	free(lv->bufs);
-	free(lv->post_stored);
+	free(lv->post_count);
 	free(lv->seen);
 	free(lv);
 }
 
-/* Only EPOLLIN: a refusal must be readable, not only EPOLLPRI. */
+/* Only EPOLLIN: results that wait must make the fd readable, not only EPOLLPRI. */
 static void consumer_epoll(struct __test_metadata *_metadata, struct live *lv,
 			   struct consumer *c)
 {
@@ -658,16 +767,21 @@ static void interrupt_only(int sig)
 /* No SA_RESTART: the signal must end a consumer's read(). */
 static const struct sigaction interrupt_read = { .sa_handler = interrupt_only };
 
+/* What the kernel says of a run, once it is over. */
+struct live_fdinfo {
+	long long waiting, waited_total, peak;
+};
+
 /*
  * Run producer, consumers and watchdog until every result is accounted
  * for, then stop the consumers; they must have got there through their
- * blocking waits alone.  Leaves the counts final.
+ * blocking waits alone.  Leaves the counts final, and checks what every
+ * run must end with: nothing in the ring, nothing waiting.
  */
 static void live_run(struct __test_metadata *_metadata, struct live *lv,
-		     void *(*producer)(void *))
+		     void *(*producer)(void *), struct live_fdinfo *fi)
 {
 	pthread_condattr_t attr;
-	long long refusals;
 	int64_t start;
 	unsigned int i;
 	long sleeps = 0;
@@ -731,27 +845,39 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 	pthread_mutex_unlock(&lv->wd_lock);
 	ASSERT_EQ(0, pthread_join(lv->watchdog, NULL));
 
-	refusals = fdinfo_refused(lv->ring.fd);
-	ksft_print_msg("%llu via ring, %llu claimed, %lld refusals, %.2f s\n",
-		       (unsigned long long)lv->via_ring, (unsigned long long)lv->claimed,
-		       refusals, lv->seconds);
-	ksft_print_msg("%llu wakeups, %ld sleeps\n", (unsigned long long)live_wakeups(lv),
-		       sleeps);
+	fi->waiting = fdinfo_waiting(lv->ring.fd);
+	fi->waited_total = fdinfo_waited_total(lv->ring.fd);
+	fi->peak = fdinfo_waiting_peak(lv->ring.fd);
+	ksft_print_msg("%llu via ring, %lld waited, at most %lld at once, %.2f s\n",
+		       (unsigned long long)lv->via_ring, fi->waited_total, fi->peak,
+		       lv->seconds);
+	ksft_print_msg("%llu wakeups, %ld sleeps, %llu drains saw kflags, %llu flushes\n",
+		       (unsigned long long)live_wakeups(lv), sleeps,
+		       (unsigned long long)lv->kflags_seen, (unsigned long long)lv->flushes);
 	EXPECT_EQ(NULL, lv->failed) {
 		live_report(lv, "failed");
 		TH_LOG("%s: %s", lv->failed, strerror(lv->error));
 	}
-	/* Nothing arrived after the consumers stopped. */
+	/* Nothing arrived after the consumers stopped, and nothing waits. */
 	EXPECT_EQ(0, asyncfd_ring_ready(&lv->ring));
-	EXPECT_EQ(0, lv->ring.hdr->overflow);
-	/* The kernel's own count of refusals: each was claimed once. */
-	EXPECT_EQ(refusals, lv->claimed);
+	EXPECT_FALSE(asyncfd_waiting(&lv->ring));
+	EXPECT_EQ(0, fi->waiting);
+	EXPECT_LE(0, fi->waited_total);
+	EXPECT_LE(0, fi->peak);
+	/*
+	 * Each consumer waits before it first looks at the ring, and a
+	 * result woke it.  The consumers slept: blocked in their waits,
+	 * or on ring_lock.
+	 */
+	EXPECT_LT(0, live_wakeups(lv));
+	EXPECT_LT(0, sleeps);
 }
 
-static void refusals_kaio(struct __test_metadata *_metadata, enum wait_kind kind,
-			  struct nullb *nb, unsigned int irqmode, unsigned long completion_nsec)
+static void waits_kaio(struct __test_metadata *_metadata, enum wait_kind kind,
+		       struct nullb *nb, unsigned int irqmode, unsigned long completion_nsec)
 {
 	struct timespec zero = { 0, 0 };
+	struct live_fdinfo fi;
 	struct io_event ev;
 	uint64_t cookie, unseen = 0;
 	struct live *lv;
@@ -759,7 +885,7 @@ static void refusals_kaio(struct __test_metadata *_metadata, enum wait_kind kind
 	unsigned int i;
 	int ret;
 
-	lv = live_new(_metadata, kind, REFUSAL_RING, REFUSAL_BUDGET_NS);
+	lv = live_new(_metadata, kind, WAIT_RING, WAIT_BUDGET_NS);
 	if (!lv)
 		return;
 	lv->kaio = true;
@@ -777,20 +903,31 @@ static void refusals_kaio(struct __test_metadata *_metadata, enum wait_kind kind
 	for (i = 0; i < KAIO_DEPTH; i++)
 		lv->free_slots[lv->nr_free++] = i;
 
-	live_run(_metadata, lv, kaio_producer);
+	live_run(_metadata, lv, kaio_producer, &fi);
 	for (cookie = 1; cookie < lv->next_cookie; cookie++)
 		unseen += lv->seen[cookie] != 1;
-	ksft_print_msg("irqmode %u: %llu reads, %llu via io_getevents\n", irqmode,
-		       (unsigned long long)lv->submitted,
-		       (unsigned long long)lv->via_getevents);
+	ksft_print_msg("irqmode %u: %llu reads, %llu stalls\n", irqmode,
+		       (unsigned long long)lv->submitted, (unsigned long long)lv->stalls);
 	EXPECT_EQ(0, unseen);
-	EXPECT_EQ(lv->submitted, lv->via_ring + lv->via_getevents);
-	EXPECT_EQ(lv->claimed, lv->via_getevents);
-	/* 64 reads in flight into a ring that holds 3: some were refused. */
-	EXPECT_LT(0, lv->claimed);
-	EXPECT_LE(MIN_RESULTS, lv->submitted);
-	/* The timeout is the test: no completion was left in the aio ring. */
+	EXPECT_EQ(lv->submitted, lv->via_ring);
+	/* Completions that waited stayed in the asyncfd: the aio ring is empty. */
 	EXPECT_EQ(0, sys_io_getevents(lv->aio, 0, 1, &ev, &zero));
+	/*
+	 * Each stall had all KAIO_DEPTH reads complete into a ring that
+	 * holds 3, with nobody reaping: the rest waited, at once.  Nothing
+	 * could make more wait than were in flight.
+	 */
+	EXPECT_LT(0, lv->stalls);
+	EXPECT_LE(KAIO_DEPTH - (WAIT_RING - 1), fi.waited_total);
+	EXPECT_LE(KAIO_DEPTH - (WAIT_RING - 1), fi.peak);
+	EXPECT_GE(KAIO_DEPTH, fi.peak);
+	/*
+	 * After a stall, the consumer reaps 3 of 64, and only its flush
+	 * brings the others: new reads replace the 3 it took, no more.
+	 */
+	EXPECT_LT(0, lv->kflags_seen);
+	EXPECT_LT(0, lv->flushes);
+	EXPECT_LE(MIN_RESULTS, lv->submitted);
 	live_free(lv);
 }
 
@@ -812,7 +949,7 @@ static struct live *tp_new(struct __test_metadata *_metadata, enum wait_kind kin
 	return lv;
 }
 
-/* Cookies where they must be: the first stored of each post once, none else. */
+/* Cookies where they must be: each of a post once, none past its count. */
 static uint64_t tp_misplaced(const struct live *lv)
 {
 	uint64_t misplaced = 0;
@@ -821,92 +958,120 @@ static uint64_t tp_misplaced(const struct live *lv)
 	for (post = 0; post < lv->nr_posts; post++)
 		for (i = 0; i < POST_STRIDE; i++)
 			misplaced += lv->seen[1 + (uint64_t)post * POST_STRIDE + i] !=
-				     (i < lv->post_stored[post]);
+				     (i < lv->post_count[post]);
 	return misplaced;
 }
 
-static void refusals_tp(struct __test_metadata *_metadata, enum wait_kind kind,
-			const char *context, long context_bit)
+/*
+ * What every test producer run checks: each result came back once, in
+ * order, through the ring; and where the process context posts, the
+ * writer's CPU is the producer's, so that every wakeup came from there.
+ * kthread, workqueue, softirq and hardirq jobs may run on any CPU.
+ */
+static void tp_check(struct __test_metadata *_metadata, struct live *lv)
 {
-	struct live *lv;
-
-	lv = tp_new(_metadata, kind, REFUSAL_RING, REFUSAL_BUDGET_NS, context, context_bit);
-	if (!lv)
-		return;
-	live_run(_metadata, lv, tp_producer);
-	ksft_print_msg("%s: %u posts, %llu stored, %llu refused, %llu from CPU %d\n",
-		       context, lv->nr_posts, (unsigned long long)lv->stored,
-		       (unsigned long long)lv->refused,
+	ksft_print_msg("%s: %u posts, %llu stored, %llu waited, %llu retries\n",
+		       lv->context, lv->nr_posts, (unsigned long long)lv->stored,
+		       (unsigned long long)lv->waited, (unsigned long long)lv->retries);
+	ksft_print_msg("%s: %llu from CPU %d, %llu from CPU %d\n", lv->context,
+		       (unsigned long long)lv->on_producer_cpu, PRODUCER_CPU,
 		       (unsigned long long)lv->on_consumer_cpu, CONSUMER_CPU);
 	EXPECT_EQ(0, tp_misplaced(lv));
-	EXPECT_EQ(lv->stored, lv->via_ring);
-	EXPECT_EQ(lv->refused, lv->claimed);
-	/* Posts of 16 to 64 into a ring that holds 3: some were refused. */
-	EXPECT_LT(0, lv->refused);
-	EXPECT_LE(MIN_RESULTS, lv->stored + lv->refused);
+	EXPECT_EQ(lv->stored + lv->waited, lv->via_ring);
+	EXPECT_LE(MIN_RESULTS, lv->via_ring);
+	if (!strcmp(lv->context, "process")) {
+		EXPECT_EQ(lv->via_ring, lv->on_producer_cpu);
+		EXPECT_EQ(0, lv->on_consumer_cpu);
+	}
+}
+
+static void waits_tp(struct __test_metadata *_metadata, enum wait_kind kind,
+		     const char *context, long context_bit)
+{
+	struct live_fdinfo fi;
+	struct live *lv;
+
+	lv = tp_new(_metadata, kind, WAIT_RING, WAIT_BUDGET_NS, context, context_bit);
+	if (!lv)
+		return;
+	live_run(_metadata, lv, tp_producer, &fi);
+	tp_check(_metadata, lv);
+	/* Every post made some wait, as the producer reported... */
+	EXPECT_LE(lv->nr_posts, lv->waited);
+	/* ... and so does the kernel, which had no other producer. */
+	EXPECT_EQ(lv->waited, fi.waited_total);
+	/*
+	 * The kernel keeps at most the ring's size in copies for a
+	 * producer without storage of its own, and each probe reached it.
+	 */
+	EXPECT_LT(0, lv->probes);
+	EXPECT_EQ(WAIT_RING, fi.peak);
+	/* After a probe, only a flush brings the 4 that wait. */
+	EXPECT_LE(lv->probes, lv->kflags_seen);
+	EXPECT_LE(lv->probes, lv->flushes);
 	live_free(lv);
 }
 
 static void stores_tp(struct __test_metadata *_metadata, enum wait_kind kind,
 		      const char *context, long context_bit)
 {
+	struct live_fdinfo fi;
 	struct live *lv;
 
 	lv = tp_new(_metadata, kind, STORE_RING, STORE_BUDGET_NS, context, context_bit);
 	if (!lv)
 		return;
 	lv->flow_control = true;
-	live_run(_metadata, lv, tp_producer);
-	ksft_print_msg("%s: %u posts, %llu stored, %llu from CPU %d\n", context,
-		       lv->nr_posts, (unsigned long long)lv->stored,
-		       (unsigned long long)lv->on_consumer_cpu, CONSUMER_CPU);
-	EXPECT_EQ(0, lv->refused);
-	EXPECT_EQ(0, lv->claimed);
-	EXPECT_EQ(0, tp_misplaced(lv));
-	EXPECT_EQ(lv->stored, lv->via_ring);
-	EXPECT_LT(0, live_wakeups(lv));
-	EXPECT_LE(MIN_RESULTS, lv->stored);
+	live_run(_metadata, lv, tp_producer, &fi);
+	tp_check(_metadata, lv);
+	/* One batch of at most 8 at a time, into a ring of 256. */
+	EXPECT_EQ(0, lv->waited);
+	EXPECT_EQ(0, lv->retries);
+	EXPECT_EQ(0, fi.waited_total);
+	EXPECT_EQ(0, fi.peak);
+	EXPECT_EQ(0, lv->kflags_seen);
+	EXPECT_EQ(0, lv->flushes);
 	live_free(lv);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_kaio_inline, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_kaio_inline, TEST_SECONDS)
 {
-	refusals_kaio(_metadata, variant->kind, &self->nb, 0, 0);
+	waits_kaio(_metadata, variant->kind, &self->nb, 0, 0);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_kaio_softirq, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_kaio_softirq, TEST_SECONDS)
 {
-	refusals_kaio(_metadata, variant->kind, &self->nb, 1, 0);
+	waits_kaio(_metadata, variant->kind, &self->nb, 1, 0);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_kaio_hardirq, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_kaio_hardirq, TEST_SECONDS)
 {
-	refusals_kaio(_metadata, variant->kind, &self->nb, 2, HARDIRQ_COMPLETION_NSEC);
+	waits_kaio(_metadata, variant->kind, &self->nb, 2, HARDIRQ_COMPLETION_NSEC);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_process, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_process, TEST_SECONDS)
 {
-	refusals_tp(_metadata, variant->kind, "process", TEST_PRODUCER_IN_TASK);
+	waits_tp(_metadata, variant->kind, "process", TEST_PRODUCER_IN_TASK);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_kthread, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_kthread, TEST_SECONDS)
 {
-	refusals_tp(_metadata, variant->kind, "kthread", TEST_PRODUCER_IN_TASK);
+	waits_tp(_metadata, variant->kind, "kthread", TEST_PRODUCER_IN_TASK);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_workqueue, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_workqueue, TEST_SECONDS)
 {
-	refusals_tp(_metadata, variant->kind, "workqueue", TEST_PRODUCER_IN_TASK);
+	waits_tp(_metadata, variant->kind, "workqueue", TEST_PRODUCER_IN_TASK);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_softirq, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_softirq, TEST_SECONDS)
 {
-	refusals_tp(_metadata, variant->kind, "softirq", TEST_PRODUCER_IN_SOFTIRQ);
+	waits_tp(_metadata, variant->kind, "softirq", TEST_PRODUCER_IN_SOFTIRQ);
 }
 
-TEST_F_TIMEOUT(liveness, refusals_hardirq, TEST_SECONDS)
+TEST_F_TIMEOUT(liveness, waits_hardirq, TEST_SECONDS)
 {
-	refusals_tp(_metadata, variant->kind, "hardirq", TEST_PRODUCER_IN_HARDIRQ);
+	waits_tp(_metadata, variant->kind, "hardirq", TEST_PRODUCER_IN_HARDIRQ);
 }
 
 TEST_F_TIMEOUT(liveness, stores_process, TEST_SECONDS)
@@ -929,17 +1094,20 @@ TEST_F_TIMEOUT(liveness, stores_hardirq, TEST_SECONDS)
  * a completion from each wake's key without calling ->poll again: a
  * kernel that woke once until somebody polled would post for the first
  * batch only.  Each round posts a batch into an empty ring, waits with
- * no timeout for a completion, reaps the ring without any poll and
- * takes the completions left, so that only the next batch can end the
- * next wait.
+ * no timeout for a completion, reaps the ring without any poll, flushing
+ * in what waits, and takes the completions left, so that only the next
+ * batch can end the next wait.
  * A watchdog fails the test when a completion never comes.
  */
 #define URING_ENTRIES		8
 #define URING_RING		64
 #define URING_ROUNDS		50
 #define URING_MAX_BATCH		8
-#define URING_REFUSAL_ROUND	25
-/* More than the ring holds: it takes URING_RING - 1 and refuses the rest. */
+#define URING_WAIT_ROUND	25
+/*
+ * More than the ring holds: it takes URING_RING - 1 and the rest wait,
+ * fewer than the ring's size, so that one call takes them all.
+ */
 #define URING_OVERFILL		(URING_RING + 16)
 #define URING_POLL_TAG		1
 /* A round takes microseconds; below TEST()'s 30 s, the report is ours. */
@@ -1008,27 +1176,48 @@ static void *uring_watchdog_main(void *arg)
 	return NULL;
 }
 
-/* The multishot poll, still armed; with POLLPRI only for a refusal. */
-static void uring_check_cqe(struct __test_metadata *_metadata,
-			    const struct io_uring_cqe *cqe, int pri)
+/* The multishot poll, still armed; returns the POLLPRI it reports. */
+static int uring_check_cqe(struct __test_metadata *_metadata,
+			   const struct io_uring_cqe *cqe)
 {
-	ASSERT_EQ(URING_POLL_TAG, cqe->user_data);
+	EXPECT_EQ(URING_POLL_TAG, cqe->user_data);
 	/* A negative res is an error, and the end of the request. */
-	ASSERT_LT(0, cqe->res) {
+	EXPECT_LT(0, cqe->res) {
 		TH_LOG("poll completed with %s", strerror(-cqe->res));
 	}
-	ASSERT_EQ(POLLIN, cqe->res & POLLIN);
-	if (pri >= 0)
-		ASSERT_EQ(pri, cqe->res & POLLPRI);
-	ASSERT_NE(0, cqe->flags & IORING_CQE_F_MORE);
+	EXPECT_EQ(POLLIN, cqe->res & POLLIN);
+	EXPECT_NE(0, cqe->flags & IORING_CQE_F_MORE);
+	return cqe->res > 0 ? cqe->res & POLLPRI : 0;
+}
+
+/*
+ * Reap @ring into @res, and while results wait, flush them in and reap
+ * again; returns how many, and the flushes in @flushes.
+ */
+static unsigned int uring_reap(struct __test_metadata *_metadata,
+			       struct asyncfd_ring *ring, struct asyncfd_result *res,
+			       unsigned int max, unsigned int *flushes)
+{
+	unsigned int n = 0;
+
+	*flushes = 0;
+	for (;;) {
+		n += asyncfd_reap(ring, res + n, max - n);
+		if (!asyncfd_waiting(ring))
+			return n;
+		/* All that waits fits the room the reap made. */
+		EXPECT_EQ(0, asyncfd_flush(ring));
+		if (++*flushes > 1)
+			return n;
+	}
 }
 
 /* Not a liveness variant: one thread, and no CPU to pin. */
 TEST(io_uring_multishot_poll_sees_every_batch)
 {
 	struct uring_watchdog wd = { .fd = -1 };
-	struct asyncfd_result res[URING_RING];
-	unsigned int round, count, n, i, cqes = 0, extra = 0, claimed = 0;
+	struct asyncfd_result res[URING_OVERFILL];
+	unsigned int round, count, n, i, flushes, cqes = 0, extra = 0, waited = 0;
 	struct io_uring_cqe *cqe;
 	struct io_uring_sqe *sqe;
 	pthread_condattr_t attr;
@@ -1037,8 +1226,8 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 	struct post_result out;
 	uint64_t cookie = 1;
 	long context_bit;
-	bool refusal;
-	int tp, ret;
+	bool overfill;
+	int tp, ret, pri;
 
 	ret = asyncfd_ring_setup(&ring, URING_RING, ASYNCFD_CLOEXEC);
 	if (ret == -ENOSYS)
@@ -1070,8 +1259,8 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 	ASSERT_EQ(0, pthread_create(&wd.thread, NULL, uring_watchdog_main, &wd));
 
 	for (round = 0; round < URING_ROUNDS; round++) {
-		refusal = round == URING_REFUSAL_ROUND;
-		count = refusal ? URING_OVERFILL : 1 + round % URING_MAX_BATCH;
+		overfill = round == URING_WAIT_ROUND;
+		count = overfill ? URING_OVERFILL : 1 + round % URING_MAX_BATCH;
 		context_bit = round % 2 ? TEST_PRODUCER_IN_HARDIRQ : TEST_PRODUCER_IN_TASK;
 
 		/* One batch, one call into the kernel, one wake. */
@@ -1079,26 +1268,26 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 		ASSERT_EQ(0, test_producer_send(tp, ring.fd, round % 2 ? "hardirq" : "process",
 						cookie, count, count, &out));
 		ASSERT_EQ(0, out.error);
-		ASSERT_EQ(count, out.stored + out.refused);
-		ASSERT_EQ(refusal ? URING_RING - 1 : count, out.stored);
+		ASSERT_EQ(0, out.unposted);
+		ASSERT_EQ(overfill ? URING_RING - 1 : count, out.stored);
+		ASSERT_EQ(count - out.stored, out.waited);
+		waited += out.waited;
 
 		uring_step(&wd, round, "waits for a CQE");
 		ASSERT_EQ(0, io_uring_wait_cqe(&uring, &cqe));
-		uring_check_cqe(_metadata, cqe, refusal ? POLLPRI : 0);
+		pri = uring_check_cqe(_metadata, cqe);
 		io_uring_cqe_seen(&uring, cqe);
 		__atomic_store_n(&wd.cqes, ++cqes, __ATOMIC_RELAXED);
 
 		uring_step(&wd, round, "reaps");
-		n = asyncfd_reap(&ring, res, ARRAY_SIZE(res));
-		ASSERT_EQ(out.stored, n);
+		n = uring_reap(_metadata, &ring, res, ARRAY_SIZE(res), &flushes);
+		ASSERT_EQ(count, n);
+		ASSERT_EQ(overfill, flushes);
 		for (i = 0; i < n; i++) {
 			ASSERT_EQ(cookie + i, res[i].cookie);
 			ASSERT_EQ(i, res[i].obj);
 			ASSERT_EQ(context_bit, res[i].res);
 		}
-		n = asyncfd_claim_overflow(&ring);
-		ASSERT_EQ(out.refused, n);
-		claimed += n;
 		cookie += count;
 
 		/*
@@ -1107,10 +1296,12 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 		 * wait for a completion of its own.
 		 */
 		while (!io_uring_peek_cqe(&uring, &cqe)) {
-			uring_check_cqe(_metadata, cqe, -1);
+			pri |= uring_check_cqe(_metadata, cqe);
 			io_uring_cqe_seen(&uring, cqe);
 			extra++;
 		}
+		/* The post's wake said that results wait, and only then. */
+		ASSERT_EQ(overfill ? POLLPRI : 0, pri);
 	}
 
 	pthread_mutex_lock(&wd.lock);
@@ -1119,11 +1310,13 @@ TEST(io_uring_multishot_poll_sees_every_batch)
 	pthread_mutex_unlock(&wd.lock);
 	ASSERT_EQ(0, pthread_join(wd.thread, NULL));
 
-	ksft_print_msg("%u rounds, %u CQEs waited for, %u more, %u refused and claimed\n",
-		       round, cqes, extra, claimed);
-	EXPECT_EQ(URING_OVERFILL - (URING_RING - 1), claimed);
-	/* The kernel's own count of refusals. */
-	EXPECT_EQ(claimed, fdinfo_refused(ring.fd));
+	ksft_print_msg("%u rounds, %u CQEs waited for, %u more, %u waited and flushed in\n",
+		       round, cqes, extra, waited);
+	EXPECT_EQ(URING_OVERFILL - (URING_RING - 1), waited);
+	/* The kernel's own count, and all of them waited at once. */
+	EXPECT_EQ(waited, fdinfo_waited_total(ring.fd));
+	EXPECT_EQ(waited, fdinfo_waiting_peak(ring.fd));
+	EXPECT_FALSE(asyncfd_waiting(&ring));
 	/* The poll request holds the file: cancel it before the close. */
 	io_uring_queue_exit(&uring);
 	close(tp);

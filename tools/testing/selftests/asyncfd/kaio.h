@@ -25,6 +25,11 @@
 #include "asyncfd_ring.h"
 #include "nullb.h"
 
+/* For building against the headers of a kernel without the series. */
+#ifndef IOCB_FLAG_ASYNCFD
+#define IOCB_FLAG_ASYNCFD	(1 << 2)
+#endif
+
 #define KAIO_BLOCK		4096
 #define KAIO_SPAN_BLOCKS	256	/* reads cycle over the first 1 MiB */
 #define KAIO_MAX_DEPTH	128
@@ -75,11 +80,107 @@ static inline void kaio_prep_read(struct iocb *iocb, int fd, void *buf,
 }
 
 /*
+ * A number from /proc/self/fdinfo/@fd, the line "@key:", or -1.  The
+ * asyncfd counts there are the only view of what waits in the kernel.
+ */
+static inline long long kaio_fdinfo(int fd, const char *key)
+{
+	size_t len = strlen(key);
+	char path[64], line[128];
+	long long val = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			val = strtoll(line + len + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return val;
+}
+
+/*
+ * A watchdog on a progress counter: the process exits with a failure,
+ * after @report has said what it was waiting for, when the counter has
+ * not moved for KAIO_STALL_SECONDS.  The waits it watches have no
+ * timeout of their own, so only a stall fails a test, never a slow
+ * machine.
+ */
+struct kaio_watch {
+	const unsigned int *progress;	/* read with atomics */
+	void (*report)(void *arg);
+	void *arg;
+	int stop;			/* an eventfd, -1 while nobody watches */
+	pthread_t thread;
+};
+
+static inline void *kaio_watch_main(void *arg)
+{
+	struct kaio_watch *w = arg;
+	struct pollfd stop = { .fd = w->stop, .events = POLLIN };
+	unsigned int seen = __atomic_load_n(w->progress, __ATOMIC_RELAXED);
+	int ret;
+
+	while ((ret = poll(&stop, 1, KAIO_STALL_SECONDS * 1000)) <= 0) {
+		unsigned int now = __atomic_load_n(w->progress, __ATOMIC_RELAXED);
+
+		if (ret < 0 || now != seen) {
+			seen = now;
+			continue;
+		}
+		printf("# no progress for %d s, stuck at %u\n",
+		       KAIO_STALL_SECONDS, now);
+		if (w->report)
+			w->report(w->arg);
+		fflush(stdout);
+		/* KSFT_FAIL, for the test harness and for the demo alike */
+		_exit(1);
+	}
+	return NULL;
+}
+
+/* 0, or an errno and nobody watches. */
+static inline int kaio_watch_start(struct kaio_watch *w,
+				   const unsigned int *progress,
+				   void (*report)(void *arg), void *arg)
+{
+	int err;
+
+	*w = (struct kaio_watch){
+		.progress = progress, .report = report, .arg = arg,
+	};
+	w->stop = eventfd(0, EFD_CLOEXEC);
+	if (w->stop < 0)
+		return errno;
+	err = pthread_create(&w->thread, NULL, kaio_watch_main, w);
+	if (err) {
+		close(w->stop);
+		w->stop = -1;
+	}
+	return err;
+}
+
+static inline void kaio_watch_stop(struct kaio_watch *w)
+{
+	if (w->stop < 0)
+		return;
+	eventfd_write(w->stop, 1);
+	pthread_join(w->thread, NULL);
+	close(w->stop);
+	w->stop = -1;
+}
+
+/*
  * Keeps up to @depth reads in flight until @total have completed, and
  * checks each completion.  Slot i owns iocbs[i] and its buffer from
  * submission to completion; a completion names its iocb in obj, which
- * frees the slot.  Completions the ring refuses are claimed from its
- * overflow and collected from the aio ring.
+ * frees the slot.  Every completion comes through the ring: those that
+ * found it full wait in the kernel until a flush lets them in.
  */
 struct kaio_run {
 	aio_context_t aio;
@@ -91,9 +192,8 @@ struct kaio_run {
 	unsigned int submitted;
 	unsigned int completed;	/* stored with atomics: the watchdog reads it */
 	unsigned int via_ring;
-	unsigned int via_getevents;
-	unsigned int claimed;	/* refusals claimed from overflow */
-	unsigned int claims;	/* claims that found some */
+	unsigned int via_getevents;	/* only after the asyncfd was closed */
+	unsigned int flushes;	/* reaps after which results still waited */
 	unsigned int duplicates;
 	unsigned int bad;	/* unknown cookie, wrong obj or wrong res */
 	unsigned int submit_calls;
@@ -101,8 +201,7 @@ struct kaio_run {
 	unsigned int getevents_calls;
 	int error;		/* errno of a failed system call */
 	const char *failed;	/* and which one */
-	pthread_t watchdog;
-	int watchdog_stop;	/* an eventfd, -1 while nobody watches */
+	struct kaio_watch watch;
 
 	struct iocb iocbs[KAIO_MAX_DEPTH];
 	uint64_t slot_cookie[KAIO_MAX_DEPTH];
@@ -124,7 +223,7 @@ static inline int kaio_run_init(struct kaio_run *run, aio_context_t aio,
 	run->ring = ring;
 	run->depth = depth;
 	run->total = total;
-	run->watchdog_stop = -1;
+	run->watch.stop = -1;
 	run->seen = calloc(total + 1, 1);
 	if (posix_memalign((void **)&run->bufs, KAIO_BLOCK, KAIO_MAX_DEPTH * KAIO_BLOCK))
 		run->bufs = NULL;
@@ -200,31 +299,23 @@ static inline int kaio_run_getevents(struct kaio_run *run, long min_nr, long nr,
 }
 
 /*
- * Claim what the ring refused, and collect exactly that many from the
- * aio ring: each is there or on its way, so the wait is short, and
- * taking no more than we claimed leaves the later refusals to the
- * claims that count them.  Returns how many, or -1 with @run->failed.
+ * Let in what waits in the kernel, now that a reap made room: 1 if
+ * some waited, 0 if none, -1 with @run->failed.
  */
-static inline int kaio_run_claim(struct kaio_run *run)
+static inline int kaio_run_flush(struct kaio_run *run)
 {
-	unsigned int n = asyncfd_claim_overflow(run->ring), left = n;
+	int ret;
 
-	run->claimed += n;
-	run->claims += !!n;
-	while (left) {
-		long want = left < 64 ? left : 64;
-		int got = kaio_run_getevents(run, want, want, NULL);
-
-		if (got == -EINTR)
-			continue;
-		if (got < 0) {
-			run->failed = "io_getevents";
-			run->error = -got;
-			return -1;
-		}
-		left -= got;
+	if (!asyncfd_waiting(run->ring))
+		return 0;
+	run->flushes++;
+	ret = asyncfd_flush(run->ring);
+	if (ret < 0) {
+		run->failed = "asyncfd flush";
+		run->error = -ret;
+		return -1;
 	}
-	return n;
+	return 1;
 }
 
 static inline int kaio_run_submit(struct kaio_run *run)
@@ -258,29 +349,17 @@ static inline int kaio_run_submit(struct kaio_run *run)
 	return 0;
 }
 
-static inline void *kaio_watchdog(void *arg)
+static inline void kaio_run_report(void *arg)
 {
 	struct kaio_run *run = arg;
-	struct pollfd stop = { .fd = run->watchdog_stop, .events = POLLIN };
-	unsigned int seen = __atomic_load_n(&run->completed, __ATOMIC_RELAXED);
-	int ret;
 
-	while ((ret = poll(&stop, 1, KAIO_STALL_SECONDS * 1000)) <= 0) {
-		unsigned int now = __atomic_load_n(&run->completed, __ATOMIC_RELAXED);
-
-		if (ret < 0 || now != seen) {
-			seen = now;
-			continue;
-		}
-		printf("# no completion for %d s: %u of %u complete, %u submitted\n",
-		       KAIO_STALL_SECONDS, now, run->total, run->submitted);
-		printf("# the ring holds %u, its overflow has %u unclaimed\n",
-		       asyncfd_ring_ready(run->ring), run->ring->hdr->overflow);
-		fflush(stdout);
-		/* KSFT_FAIL, for the test harness and for the demo alike */
-		_exit(1);
-	}
-	return NULL;
+	printf("# %u of %u complete, %u submitted\n",
+	       __atomic_load_n(&run->completed, __ATOMIC_RELAXED), run->total,
+	       run->submitted);
+	printf("# the ring holds %u, kflags %#x, %lld wait in the kernel\n",
+	       asyncfd_ring_ready(run->ring),
+	       __atomic_load_n(&run->ring->hdr->kflags, __ATOMIC_ACQUIRE),
+	       kaio_fdinfo(run->ring->fd, "asyncfd-waiting"));
 }
 
 /*
@@ -289,19 +368,11 @@ static inline void *kaio_watchdog(void *arg)
  */
 static inline int kaio_run_watch(struct kaio_run *run)
 {
-	int err;
+	int err = kaio_watch_start(&run->watch, &run->completed,
+				   kaio_run_report, run);
 
-	run->watchdog_stop = eventfd(0, EFD_CLOEXEC);
-	if (run->watchdog_stop < 0) {
-		run->failed = "eventfd";
-		run->error = errno;
-		return -1;
-	}
-	err = pthread_create(&run->watchdog, NULL, kaio_watchdog, run);
 	if (err) {
-		close(run->watchdog_stop);
-		run->watchdog_stop = -1;
-		run->failed = "pthread_create";
+		run->failed = "watchdog";
 		run->error = err;
 		return -1;
 	}
@@ -310,18 +381,14 @@ static inline int kaio_run_watch(struct kaio_run *run)
 
 static inline void kaio_run_unwatch(struct kaio_run *run)
 {
-	if (run->watchdog_stop < 0)
-		return;
-	eventfd_write(run->watchdog_stop, 1);
-	pthread_join(run->watchdog, NULL);
-	close(run->watchdog_stop);
-	run->watchdog_stop = -1;
+	kaio_watch_stop(&run->watch);
 }
 
 /*
  * 0 once all are complete, -1 on a failed call.  The wait has no
- * timeout: a stored or a refused completion makes the asyncfd readable,
- * and either stays to be seen until reaped or claimed.
+ * timeout: the asyncfd polls readable while its ring holds results or
+ * results wait in the kernel, and a result that has to wait wakes the
+ * wait as a stored one does.
  */
 static inline int kaio_run(struct kaio_run *run)
 {
@@ -340,18 +407,18 @@ static inline int kaio_run(struct kaio_run *run)
 	while (!ret && run->completed < run->total && !run->bad &&
 	       !run->duplicates) {
 		unsigned int reaped;
-		int claimed;
+		int flushed;
 
 		ret = kaio_run_submit(run);
 		if (ret)
 			break;
 		reaped = kaio_run_reap_ring(run);
-		claimed = kaio_run_claim(run);
-		if (claimed < 0) {
+		flushed = kaio_run_flush(run);
+		if (flushed < 0) {
 			ret = -1;
 			break;
 		}
-		if (reaped || claimed)
+		if (reaped || flushed)
 			continue;
 		run->epoll_calls++;
 		if (epoll_wait(epfd, &ev, 1, -1) < 0 && errno != EINTR) {

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the stress test and the fuzzer share: time budgets, knobs from
- * the environment, a seeded random generator, and the two views of
- * pinned memory that must come back to where they started: VmPin of the
+ * What the stress, liveness and fuzz tests share: time budgets, knobs
+ * from the environment, a seeded random generator, the kernel's counts
+ * of results that waited, from fdinfo, and the two views of pinned
+ * memory that must come back to where they started: VmPin of the
  * process and the locked_vm of the user, which only shows through
  * RLIMIT_MEMLOCK.
  */
@@ -104,13 +105,34 @@ static inline long long proc_number(const char *path, const char *format)
 	return val;
 }
 
-/* The kernel's total of the results @fd refused, from fdinfo; -1 if unknown. */
-static inline long long fdinfo_refused(int fd)
+/*
+ * A number from the fdinfo of @fd, @format as "asyncfd-waiting: %lld";
+ * -1 if the line is missing.
+ */
+static inline long long fdinfo_number(int fd, const char *format)
 {
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	return proc_number(path, "asyncfd-overflow: %lld");
+	return proc_number(path, format);
+}
+
+/* Results that ever had to wait in the kernel for room in @fd's ring. */
+static inline long long fdinfo_waited_total(int fd)
+{
+	return fdinfo_number(fd, "asyncfd-waited-total: %lld");
+}
+
+/* Results that wait in the kernel now. */
+static inline long long fdinfo_waiting(int fd)
+{
+	return fdinfo_number(fd, "asyncfd-waiting: %lld");
+}
+
+/* The most results that waited at once. */
+static inline long long fdinfo_waiting_peak(int fd)
+{
+	return fdinfo_number(fd, "asyncfd-waiting-peak: %lld");
 }
 
 /* VmPin of this process in kB, or -1. */

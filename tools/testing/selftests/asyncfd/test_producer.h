@@ -21,10 +21,16 @@
 #define TEST_PRODUCER_IN_SOFTIRQ	2
 #define TEST_PRODUCER_IN_TASK		4
 
+/*
+ * The producer's report of one post.  stored + waited + unposted is the
+ * number of results the post was for.
+ */
 struct post_result {
-	unsigned int stored;	/* results now in the ring */
-	unsigned int refused;	/* for lack of room, or after the close */
-	int error;		/* -EBADFD once the asyncfd was closed */
+	unsigned int stored;	/* went straight into the ring */
+	unsigned int waited;	/* waited in the kernel, to enter the ring later */
+	unsigned int unposted;	/* never handed over, see error */
+	unsigned int retries;	/* calls refused for want of room, made again */
+	int error;		/* 0, or the -errno that ended the post */
 };
 
 static inline bool test_producer_available(void)
@@ -47,20 +53,31 @@ static inline int test_producer_open(void)
  * With @all_cpus, each online CPU posts @count results at the same time
  * (not from "process"): the k-th takes cookies from @cookie + k * @count,
  * and @out gives the totals.
- * Returns 0 once all are posted, with the outcome in @out, or -errno.
+ *
+ * A call that would make more results wait than the ring has entries is
+ * refused whole.  Without @retry that ends the post, with error -ENOSPC
+ * (or -ENOMEM) and the rest unposted; with @retry the producer makes the
+ * call again until it fits, so someone must be making room: a consumer,
+ * or a swap to a larger ring.  A signal to the writer ends such a post
+ * with -EINTR.
+ *
+ * Returns 0 once the post is over, with the outcome in @out, or -errno
+ * if the producer took no command: -EBADF or -EINVAL for an @fd that is
+ * not an asyncfd.
  */
 static inline int test_producer_send_from(int tp, int fd, const char *context,
-					  bool all_cpus, uint64_t cookie,
-					  unsigned int count, unsigned int batch,
+					  bool all_cpus, bool retry,
+					  uint64_t cookie, unsigned int count,
+					  unsigned int batch,
 					  struct post_result *out)
 {
-	char buf[128];
+	char buf[160];
 	ssize_t ret;
 	int len;
 
-	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u%s\n", fd,
+	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u%s%s\n", fd,
 		       context, (unsigned long long)cookie, count, batch,
-		       all_cpus ? " all" : "");
+		       all_cpus ? " all" : "", retry ? " retry" : "");
 	if (len < 0 || len >= (int)sizeof(buf))
 		return -EINVAL;
 	ret = write(tp, buf, len);
@@ -72,8 +89,9 @@ static inline int test_producer_send_from(int tp, int fd, const char *context,
 	if (ret < 0)
 		return -errno;
 	buf[ret] = '\0';
-	if (sscanf(buf, "stored %u refused %u error %d",
-		   &out->stored, &out->refused, &out->error) != 3)
+	if (sscanf(buf, "stored %u waited %u unposted %u retries %u error %d",
+		   &out->stored, &out->waited, &out->unposted, &out->retries,
+		   &out->error) != 5)
 		return -EPROTO;
 	return 0;
 }
@@ -82,27 +100,57 @@ static inline int test_producer_send(int tp, int fd, const char *context,
 				     uint64_t cookie, unsigned int count,
 				     unsigned int batch, struct post_result *out)
 {
-	return test_producer_send_from(tp, fd, context, false, cookie, count,
-				       batch, out);
+	return test_producer_send_from(tp, fd, context, false, false, cookie,
+				       count, batch, out);
+}
+
+/* test_producer_send() that retries calls refused for want of room. */
+static inline int test_producer_send_retry(int tp, int fd, const char *context,
+					   uint64_t cookie, unsigned int count,
+					   unsigned int batch,
+					   struct post_result *out)
+{
+	return test_producer_send_from(tp, fd, context, false, true, cookie,
+				       count, batch, out);
 }
 
 /*
- * test_producer_send() through a handle of its own.  The handle takes a
- * descriptor, so when @fd may be closed concurrently, open the handle
- * first: it must not be the one to reuse @fd's number.
+ * test_producer_send_from() through a handle of its own.  The handle
+ * takes a descriptor, so when @fd may be closed concurrently, open the
+ * handle first: it must not be the one to reuse @fd's number.
  */
-static inline int test_producer_post(int fd, const char *context,
-				     uint64_t cookie, unsigned int count,
-				     unsigned int batch, struct post_result *out)
+static inline int test_producer_post_from(int fd, const char *context,
+					  bool all_cpus, bool retry,
+					  uint64_t cookie, unsigned int count,
+					  unsigned int batch,
+					  struct post_result *out)
 {
 	int tp = test_producer_open();
 	int ret;
 
 	if (tp < 0)
 		return tp;
-	ret = test_producer_send(tp, fd, context, cookie, count, batch, out);
+	ret = test_producer_send_from(tp, fd, context, all_cpus, retry, cookie,
+				      count, batch, out);
 	close(tp);
 	return ret;
+}
+
+static inline int test_producer_post(int fd, const char *context,
+				     uint64_t cookie, unsigned int count,
+				     unsigned int batch, struct post_result *out)
+{
+	return test_producer_post_from(fd, context, false, false, cookie,
+				       count, batch, out);
+}
+
+static inline int test_producer_post_retry(int fd, const char *context,
+					   uint64_t cookie, unsigned int count,
+					   unsigned int batch,
+					   struct post_result *out)
+{
+	return test_producer_post_from(fd, context, false, true, cookie,
+				       count, batch, out);
 }
 
 #endif /* __TEST_PRODUCER_H */
