@@ -1223,6 +1223,9 @@ static int scm_consumer(int sock, struct tally *t)
 	mine.fd = fd;
 	if (write(sock, &ack, 1) != 1)
 		return 13;
+	/* Consume only once every read has completed, most of them waiting. */
+	if (read(sock, &ack, 1) != 1)
+		return 17;
 	if (kaio_watch_start(&w, &t->got, tally_report, t))
 		return 14;
 	ret = tally_consume(t, &mine, t->total, WAIT_READ);
@@ -1274,6 +1277,15 @@ TEST_F(kaio, scm_rights_receiver_without_aio_collects)
 	}
 	submit_reads(_metadata, self->aio, self->fd, buf, iocbs, 0,
 		     SCM_REQUESTS, first.fd);
+	/*
+	 * Hold the receiver back until the reads that found its ring full
+	 * wait, so that it must let them in; the harness's timeout is the
+	 * watchdog of this wait.
+	 */
+	while (kaio_fdinfo(first.fd, "asyncfd-waiting") <
+	       SCM_REQUESTS - (SCM_RING - 1))
+		usleep(1000);
+	ASSERT_EQ(1, write(sv[0], &ack, 1));
 	/* The receiver's descriptor keeps the asyncfd open. */
 	asyncfd_ring_exit(&first);
 

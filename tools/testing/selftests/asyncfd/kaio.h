@@ -25,11 +25,6 @@
 #include "asyncfd_ring.h"
 #include "nullb.h"
 
-/* For building against the headers of a kernel without the series. */
-#ifndef IOCB_FLAG_ASYNCFD
-#define IOCB_FLAG_ASYNCFD	(1 << 2)
-#endif
-
 #define KAIO_BLOCK		4096
 #define KAIO_SPAN_BLOCKS	256	/* reads cycle over the first 1 MiB */
 #define KAIO_MAX_DEPTH	128
