@@ -88,8 +88,11 @@ static u32 asyncfd_room(const struct asyncfd_ring *ring)
 	return iuser > tail ? iuser - tail - 1 : ring->size - 1 - (tail - iuser);
 }
 
-/* Store the first of @n results that fit in @room; returns how many. */
-static u32 asyncfd_store(struct asyncfd_ring *ring, u32 room,
+/*
+ * Store the first of @n results that fit in @room; returns how many.
+ * Inline: a post of one result costs little more than the call would.
+ */
+static __always_inline u32 asyncfd_store(struct asyncfd_ring *ring, u32 room,
 			 const struct asyncfd_result *results, u32 n)
 {
 	/*
@@ -162,6 +165,8 @@ static void asyncfd_finish(struct list_head *done, bool stored)
 {
 	struct asyncfd_wait *wait, *next;
 
+	if (likely(list_empty(done)))
+		return;
 	list_for_each_entry_safe(wait, next, done, list)
 		wait->done(wait, stored);
 }
@@ -185,13 +190,15 @@ static __poll_t asyncfd_events(struct asyncfd_ctx *ctx)
  * were woken and have not looked since: an io_uring multishot poll takes
  * the events from the wake and never polls again, and an EPOLLEXCLUSIVE
  * waiter that was woken may be busy with other files, while another
- * sleeps.
+ * sleeps.  The file is readable then: the ring holds the results, or
+ * results wait.
  */
-static void asyncfd_wake_locked(struct asyncfd_ctx *ctx)
+static void asyncfd_wake_locked(struct asyncfd_ctx *ctx, bool waiting)
 {
 	/* Waiters are added under wqh.lock, which we hold. */
 	if (waitqueue_active(&ctx->wqh))
-		wake_up_locked_poll(&ctx->wqh, asyncfd_events(ctx));
+		wake_up_locked_poll(&ctx->wqh, EPOLLIN | EPOLLRDNORM |
+				    (waiting ? EPOLLPRI : 0));
 }
 
 /**
@@ -220,6 +227,7 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	unsigned long flags;
 	LIST_HEAD(done);
 	u32 room, wait, tail;
+	bool waiting;
 	int stored;
 
 	if (n < 0)
@@ -255,10 +263,11 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 	}
 	stored = asyncfd_store(&ctx->ring, room, results, n);
 publish:
-	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
+	waiting = !list_empty(&ctx->waiting);
+	asyncfd_publish(&ctx->ring, waiting);
 	/* A failed post took nothing, but its drain may have stored. */
 	if ((n && stored >= 0) || ctx->ring.tail != tail)
-		asyncfd_wake_locked(ctx);
+		asyncfd_wake_locked(ctx, waiting);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 	asyncfd_finish(&done, true);
 	return stored;
@@ -303,8 +312,8 @@ int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
 		asyncfd_wait_add(ctx, wait);
 		ret = 1;
 	}
-	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
-	asyncfd_wake_locked(ctx);
+	asyncfd_publish(&ctx->ring, ret);
+	asyncfd_wake_locked(ctx, ret);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 	asyncfd_finish(&done, true);
 	return ret;

@@ -17,7 +17,7 @@ struct file;
  * struct asyncfd_wait - A producer's storage for results that may wait
  * @list: the asyncfd's list of results that wait for room
  * @results: the results, which stay valid and unchanged until @done
- * @nr: the number of results
+ * @nr: the number of results, at least 1
  * @done: called once the last of them is in the ring (@stored true),
  *	or when the asyncfd is released while some still wait (@stored
  *	false: from @results on, @nr of them were never stored).  Called
