@@ -218,7 +218,9 @@ static void asyncfd_wake_locked(struct asyncfd_ctx *ctx, bool waiting)
  * negative errno, and then none of @results was taken: -EINVAL if @n is
  * negative, -EBADFD once userspace has released the asyncfd, -ENOSPC if
  * the copies would exceed their bound and -ENOMEM if they cannot be
- * allocated, both until the consumer makes room.
+ * allocated, both until the consumer makes room, and -E2BIG if @n is
+ * more than the ring and the copies can ever take at once, twice its
+ * size less one.
  */
 int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n)
@@ -243,6 +245,9 @@ int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 		room = asyncfd_drain(ctx, room, &done);
 	wait = n - min_t(u32, n, room);
 	if (unlikely(wait)) {
+		stored = -E2BIG;
+		if (n > 2 * (u64)ctx->ring.size - 1)
+			goto publish;
 		/* A swap to a smaller ring may leave more copies than its size. */
 		stored = -ENOSPC;
 		if (wait > ctx->ring.size ||
@@ -693,9 +698,10 @@ static int asyncfd_update(int ufd, struct asyncfd_uring __user *urng,
 		return -EINVAL;
 	ctx = fd_file(f)->private_data;
 
+	/* ASYNCFD_CLOEXEC is for creation: refused here, it stays free. */
+	if (flags)
+		return -EINVAL;
 	if (!urng) {
-		if (flags)
-			return -EINVAL;
 		spin_lock_irq(&ctx->wqh.lock);
 		asyncfd_flush_locked(ctx, &done);
 		ret = min_t(u32, ctx->nr_waiting, INT_MAX);
