@@ -413,7 +413,7 @@ static bool post_sane(const struct post_result *pr, unsigned int count)
 	    !pr->error != !pr->unposted)
 		return false;
 	return !pr->error || pr->error == -EBADFD || pr->error == -ENOSPC ||
-	       pr->error == -ENOMEM;
+	       pr->error == -ENOMEM || pr->error == -E2BIG;
 }
 
 /*

@@ -2099,4 +2099,158 @@ TEST(poll_iocb_on_epoll_of_own_asyncfd)
 	poll_into_own_ring(_metadata, true);
 }
 
+/*
+ * A poll iocb on the asyncfd itself, delivering into it, completes while
+ * the ring is full, so its completion waits in the asyncfd.  A waiting
+ * request that kept its file would keep the asyncfd open for ever: the
+ * file would hold the request, and the request the file.  Closing the
+ * descriptor must release the asyncfd at once, which unpins the ring
+ * and sends the waiting completion to the aio ring.
+ */
+TEST(poll_on_itself_waits_without_holding_its_file)
+{
+	struct iocb read_iocb, poll_iocb, *iocbp;
+	struct asyncfd_ring ring;
+	struct io_event ev;
+	aio_context_t aio = 0;
+	long long before;
+	int fd, ret;
+	char *buf;
+
+	before = vmpin_kb();
+	ASSERT_LE(0, before);
+	/* Two entries: the read's result fills the ring. */
+	ret = asyncfd_ring_setup(&ring, 2, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		MISSING(return, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	fd = make_file("/tmp/asyncfd_kaio_self");
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, sys_io_setup(8, &aio));
+
+	kaio_prep_read(&read_iocb, fd, buf, KAIO_BLOCK, 0, ring.fd, 1);
+	iocbp = &read_iocb;
+	ASSERT_EQ(1, sys_io_submit(aio, 1, &iocbp));
+	/* tmpfs completes the read inside io_submit(). */
+	ASSERT_EQ(1, asyncfd_ring_ready(&ring));
+
+	memset(&poll_iocb, 0, sizeof(poll_iocb));
+	poll_iocb.aio_lio_opcode = IOCB_CMD_POLL;
+	poll_iocb.aio_fildes = ring.fd;
+	poll_iocb.aio_buf = POLLIN;
+	poll_iocb.aio_data = 2;
+	poll_iocb.aio_flags = IOCB_FLAG_ASYNCFD;
+	poll_iocb.aio_resfd = ring.fd;
+	iocbp = &poll_iocb;
+	ASSERT_EQ(1, sys_io_submit(aio, 1, &iocbp));
+	/* Readable already, so the poll completed and found no room. */
+	EXPECT_EQ(1, kaio_fdinfo(ring.fd, "asyncfd-waiting"));
+	EXPECT_TRUE(asyncfd_waiting(&ring));
+
+	asyncfd_ring_exit(&ring);
+	/* A watchdog fails the test if the ring is never unpinned. */
+	EXPECT_EQ(before, vmpin_settled(before));
+	/* The release has run: the completion is in the aio ring. */
+	ASSERT_EQ(1, sys_io_getevents(aio, 1, 1, &ev, NULL));
+	EXPECT_EQ(2, ev.data);
+	EXPECT_EQ((uintptr_t)&poll_iocb, ev.obj);
+	EXPECT_TRUE(ev.res & POLLIN);
+
+	EXPECT_EQ(0, sys_io_destroy(aio));
+	free(buf);
+	close(fd);
+}
+
+static long read_sysctl(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	long val = -1;
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld", &val) != 1)
+		val = -1;
+	fclose(f);
+	return val;
+}
+
+static int write_sysctl(const char *path, long val)
+{
+	FILE *f = fopen(path, "we");
+	int ret;
+
+	if (!f)
+		return -errno;
+	ret = fprintf(f, "%ld\n", val) > 0 ? 0 : -EIO;
+	if (fclose(f))
+		ret = -errno;
+	return ret;
+}
+
+#define MAXNR_REQUESTS	32
+
+/*
+ * io_destroy() does not wait for requests that wait in an asyncfd, so
+ * their destroyed context must keep counting against aio-max-nr until
+ * they are gone: otherwise a loop of io_setup(), io_submit() and
+ * io_destroy() against a full ring piles up requests without bound.
+ * With room for two contexts, the third io_setup() fails while the
+ * first two contexts' requests wait, and succeeds once the asyncfd's
+ * release has sent them back.
+ */
+TEST(destroyed_contexts_count_while_requests_wait)
+{
+	struct iocb iocbs[MAXNR_REQUESTS], *batch[MAXNR_REQUESTS];
+	static const char max_nr[] = "/proc/sys/fs/aio-max-nr";
+	struct asyncfd_ring ring;
+	aio_context_t aio;
+	long nr, saved;
+	int fd, i, round, ret;
+	char *buf;
+
+	saved = read_sysctl(max_nr);
+	nr = read_sysctl("/proc/sys/fs/aio-nr");
+	ASSERT_LE(0, saved);
+	ASSERT_LE(0, nr);
+	if (write_sysctl(max_nr, nr + 2 * MAXNR_REQUESTS))
+		MISSING(return, "cannot set %s: not root", max_nr);
+	ret = asyncfd_ring_setup(&ring, 2, ASYNCFD_CLOEXEC);
+	if (ret == -ENOSYS)
+		MISSING(goto restore, "asyncfd() not supported");
+	ASSERT_EQ(0, ret);
+	fd = make_file("/tmp/asyncfd_kaio_maxnr");
+	ASSERT_LE(0, fd);
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+
+	/* One result fills the ring; the rest of each round waits. */
+	for (round = 0; round < 2; round++) {
+		ASSERT_EQ(0, sys_io_setup(MAXNR_REQUESTS, &aio));
+		for (i = 0; i < MAXNR_REQUESTS; i++) {
+			kaio_prep_read(&iocbs[i], fd, buf, KAIO_BLOCK, 0,
+				       ring.fd, round * MAXNR_REQUESTS + i);
+			batch[i] = &iocbs[i];
+		}
+		ASSERT_EQ(MAXNR_REQUESTS,
+			  sys_io_submit(aio, MAXNR_REQUESTS, batch));
+		EXPECT_EQ(0, sys_io_destroy(aio));
+	}
+	EXPECT_EQ(2 * MAXNR_REQUESTS - 1,
+		  kaio_fdinfo(ring.fd, "asyncfd-waiting"));
+	aio = 0;
+	EXPECT_EQ(-1, sys_io_setup(MAXNR_REQUESTS, &aio));
+	EXPECT_EQ(EAGAIN, errno);
+
+	/* The release sends them back, and the contexts go. */
+	asyncfd_ring_exit(&ring);
+	aio = 0;
+	EXPECT_EQ(0, sys_io_setup(MAXNR_REQUESTS, &aio));
+	if (aio)
+		EXPECT_EQ(0, sys_io_destroy(aio));
+	free(buf);
+	close(fd);
+restore:
+	EXPECT_EQ(0, write_sysctl(max_nr, saved));
+}
+
 TEST_HARNESS_MAIN
