@@ -92,8 +92,9 @@ static u32 asyncfd_room(const struct asyncfd_ring *ring)
  * Store the first of @n results that fit in @room; returns how many.
  * Inline: a post of one result costs little more than the call would.
  */
-static __always_inline u32 asyncfd_store(struct asyncfd_ring *ring, u32 room,
-			 const struct asyncfd_result *results, u32 n)
+static __always_inline u32
+asyncfd_store(struct asyncfd_ring *ring, u32 room,
+	      const struct asyncfd_result *results, u32 n)
 {
 	/*
 	 * Locals: the compiler must assume that the stores into the entries
