@@ -489,6 +489,8 @@ static bool post_sane(const struct post_result *pr, uint32_t count, bool retry)
 	switch (pr->error) {
 	case 0:
 	case -EBADFD:
+	/* More than the ring and the copies can ever take, retried or not. */
+	case -E2BIG:
 		return true;
 	case -ENOSPC:
 	case -ENOMEM:
@@ -1063,7 +1065,9 @@ static void *steady_run(void *arg)
 						 p->cookie, 256, 16, &pr);
 		if (p->ret)
 			break;
-		refused = !p->retry && (pr.error == -ENOSPC || pr.error == -ENOMEM);
+		refused = pr.error == -E2BIG ||
+			  (!p->retry &&
+			   (pr.error == -ENOSPC || pr.error == -ENOMEM));
 		if ((pr.error && !refused) || !pr.error != !pr.unposted ||
 		    pr.stored + pr.waited + pr.unposted != 256 * cpus)
 			p->ret = -EPROTO;
