@@ -439,7 +439,7 @@ static void tally_report(void *arg)
 		printf("# the ring holds %u, kflags %#x, %lld wait in the kernel\n",
 		       asyncfd_ring_ready(t->ring),
 		       __atomic_load_n(&t->ring->hdr->kflags, __ATOMIC_ACQUIRE),
-		       kaio_fdinfo(t->ring->fd, "asyncfd-waiting"));
+		       fdinfo_get(t->ring->fd, "asyncfd-waiting"));
 }
 
 static void expect_tally_complete(struct __test_metadata *_metadata,
@@ -543,7 +543,7 @@ static int aio_ring_events(aio_context_t aio)
 
 static long long waiting_in_kernel(int fd)
 {
-	return kaio_fdinfo(fd, "asyncfd-waiting");
+	return fdinfo_get(fd, "asyncfd-waiting");
 }
 
 /* Results that reached the asyncfd, reaped or not: in its ring or waiting. */
@@ -624,24 +624,6 @@ static void submit_reads(struct __test_metadata *_metadata, aio_context_t aio,
 	}
 }
 
-static long long vmpin_kb(void)
-{
-	char line[128];
-	long long kb = -1;
-	FILE *f = fopen("/proc/self/status", "re");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, "VmPin:", 6)) {
-			kb = strtoll(line + 6, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return kb;
-}
-
 static int pin_to_this_cpu(void)
 {
 	int cpu = sched_getcpu();
@@ -652,55 +634,6 @@ static int pin_to_this_cpu(void)
 	CPU_ZERO(&set);
 	CPU_SET(cpu, &set);
 	return sched_setaffinity(0, sizeof(set), &set);
-}
-
-/* Exit status of child @pid, or 128 + the signal that killed it. */
-static int wait_child(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static int send_fd(int sock, int fd)
-{
-	char byte = 0, data[CMSG_SPACE(sizeof(int))] = { 0 };
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = data, .msg_controllen = sizeof(data),
-	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
-}
-
-static int recv_fd(int sock)
-{
-	char byte, data[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
-	struct msghdr msg = {
-		.msg_iov = &iov, .msg_iovlen = 1,
-		.msg_control = data, .msg_controllen = sizeof(data),
-	};
-	struct cmsghdr *cmsg;
-	int fd;
-
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cmsg = CMSG_FIRSTHDR(&msg);
-	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET ||
-	    cmsg->cmsg_type != SCM_RIGHTS)
-		return -1;
-	memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
-	return fd;
 }
 
 /* Each request completes once, through the ring, at every depth. */
@@ -748,7 +681,7 @@ TEST_F_TIMEOUT(kaio, exactly_once_at_each_depth, 600)
 		kaio_run_exit(run);
 	}
 	/* The ring had room for all: nothing waited, nothing in the aio ring. */
-	EXPECT_EQ(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(0, fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
 	EXPECT_EQ(0, aio_ring_events(self->aio));
 	free(run);
 }
@@ -806,10 +739,10 @@ TEST_F(kaio, small_ring_results_wait_for_flush)
 	EXPECT_EQ(0, run->duplicates);
 	EXPECT_EQ(0, kaio_run_missing(run));
 	EXPECT_EQ(0, waiting_in_kernel(small.fd));
-	EXPECT_EQ(57, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
-	EXPECT_EQ(57, kaio_fdinfo(small.fd, "asyncfd-waiting-peak"));
+	EXPECT_EQ(57, fdinfo_get(small.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(57, fdinfo_get(small.fd, "asyncfd-waiting-peak"));
 	/* KAIO keeps what waits in its requests, never in copies. */
-	EXPECT_EQ(0, kaio_fdinfo(small.fd, "asyncfd-waiting-copied"));
+	EXPECT_EQ(0, fdinfo_get(small.fd, "asyncfd-waiting-copied"));
 	kaio_run_exit(run);
 	free(run);
 	asyncfd_ring_exit(&small);
@@ -841,10 +774,10 @@ TEST_F(kaio, ring_smaller_than_depth)
 	EXPECT_EQ(0, aio_ring_events(self->aio));
 	/* 64 submitted at once to a ring of 15: some must have waited. */
 	EXPECT_LT(0, run->flushes);
-	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, fdinfo_get(small.fd, "asyncfd-waited-total"));
 	ksft_print_msg("%u reads at depth 64, ring of 16: %u flushes, %lld waited\n",
 		       total, run->flushes,
-		       kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+		       fdinfo_get(small.fd, "asyncfd-waited-total"));
 	kaio_run_exit(run);
 	free(run);
 	asyncfd_ring_exit(&small);
@@ -1183,7 +1116,7 @@ TEST_F(kaio, two_contexts_feed_one_small_ring)
 	}
 	expect_tally_complete(_metadata, t);
 	EXPECT_EQ(t->total, t->via_ring);
-	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, fdinfo_get(small.fd, "asyncfd-waited-total"));
 	EXPECT_LT(0, t->flushes);
 	for (c = 0; c < 2; c++) {
 		EXPECT_EQ(0, aio_ring_events(aio[c]));
@@ -1191,7 +1124,7 @@ TEST_F(kaio, two_contexts_feed_one_small_ring)
 	}
 	ksft_print_msg("%u reads from 2 contexts, ring of %d: %lld waited, %u flushes\n",
 		       t->total, TWO_CTX_RING,
-		       kaio_fdinfo(small.fd, "asyncfd-waited-total"), t->flushes);
+		       fdinfo_get(small.fd, "asyncfd-waited-total"), t->flushes);
 	tally_free(t);
 	free(buf);
 	asyncfd_ring_exit(&small);
@@ -1234,7 +1167,7 @@ static int scm_consumer(int sock, struct tally *t)
 		return 15;
 	if (asyncfd_ring_ready(&mine) || asyncfd_waiting(&mine))
 		return 16;
-	t->waited = kaio_fdinfo(fd, "asyncfd-waited-total");
+	t->waited = fdinfo_get(fd, "asyncfd-waited-total");
 	return 0;
 }
 
@@ -1282,7 +1215,7 @@ TEST_F(kaio, scm_rights_receiver_without_aio_collects)
 	 * wait, so that it must let them in; the harness's timeout is the
 	 * watchdog of this wait.
 	 */
-	while (kaio_fdinfo(first.fd, "asyncfd-waiting") <
+	while (fdinfo_get(first.fd, "asyncfd-waiting") <
 	       SCM_REQUESTS - (SCM_RING - 1))
 		usleep(1000);
 	ASSERT_EQ(1, write(sv[0], &ack, 1));
@@ -1446,7 +1379,7 @@ TEST_F(kaio, reservation_kept_while_results_wait)
 
 	t->total = more + 1;
 	expect_tally_complete(_metadata, t);
-	EXPECT_LT(0, kaio_fdinfo(small.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, fdinfo_get(small.fd, "asyncfd-waited-total"));
 	EXPECT_EQ(0, aio_ring_events(aio));
 	EXPECT_EQ(0, sys_io_destroy(aio));
 	asyncfd_ring_exit(&small);
@@ -1654,7 +1587,7 @@ static void mt_report(void *arg)
 		printf("# ring %u holds %u, kflags %#x, %lld wait in the kernel\n",
 		       r, asyncfd_ring_ready(&mt->rings[r]),
 		       __atomic_load_n(&mt->rings[r].hdr->kflags, __ATOMIC_ACQUIRE),
-		       kaio_fdinfo(mt->rings[r].fd, "asyncfd-waiting"));
+		       fdinfo_get(mt->rings[r].fd, "asyncfd-waiting"));
 	printf("# the aio ring has %d events\n", aio_ring_events(mt->aio));
 }
 
@@ -1666,8 +1599,8 @@ static long long vmpin_settled(long long kb)
 	long long now;
 
 	if (kaio_watch_start(&w, &still, NULL, NULL))
-		return vmpin_kb();
-	while ((now = vmpin_kb()) != kb)
+		return vmpin_now_kb();
+	while ((now = vmpin_now_kb()) != kb)
 		usleep(10000);
 	kaio_watch_stop(&w);
 	return now;
@@ -1694,7 +1627,7 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 	int ret = 0;
 
 	ASSERT_NE(NULL, mt);
-	vmpin = vmpin_kb();
+	vmpin = vmpin_now_kb();
 	mt->aio = self->aio;
 	mt->fd = self->fd;
 	ASSERT_EQ(0, posix_memalign((void **)&mt->buf, KAIO_BLOCK, KAIO_BLOCK));
@@ -1753,8 +1686,8 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 	EXPECT_EQ(0, aio_ring_events(self->aio));
 	ksft_print_msg("%u results from %d threads into 2 rings of %d: %lld and %lld waited\n",
 		       mt->got, MT_SUBMITTERS, MT_RING,
-		       kaio_fdinfo(mt->rings[0].fd, "asyncfd-waited-total"),
-		       kaio_fdinfo(mt->rings[1].fd, "asyncfd-waited-total"));
+		       fdinfo_get(mt->rings[0].fd, "asyncfd-waited-total"),
+		       fdinfo_get(mt->rings[1].fd, "asyncfd-waited-total"));
 
 	asyncfd_ring_exit(&mt->rings[0]);
 	asyncfd_ring_exit(&mt->rings[1]);
@@ -1912,10 +1845,10 @@ TEST_F(slow, destroy_with_requests_in_flight)
 	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_POLL);
 	expect_tally_complete(_metadata, self->t);
 	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
-	EXPECT_LT(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
 	ksft_print_msg("%u in the ring when io_destroy() returned, %lld waited\n",
 		       at_return,
-		       kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+		       fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
 }
 
 /*
@@ -1965,7 +1898,7 @@ TEST_F(slow, exit_with_requests_in_flight)
 	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_EPOLL);
 	expect_tally_complete(_metadata, self->t);
 	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
-	EXPECT_LT(0, kaio_fdinfo(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_LT(0, fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
 }
 
 /*
@@ -2117,7 +2050,7 @@ TEST(poll_on_itself_waits_without_holding_its_file)
 	int fd, ret;
 	char *buf;
 
-	before = vmpin_kb();
+	before = vmpin_now_kb();
 	ASSERT_LE(0, before);
 	/* Two entries: the read's result fills the ring. */
 	ret = asyncfd_ring_setup(&ring, 2, ASYNCFD_CLOEXEC);
@@ -2145,7 +2078,7 @@ TEST(poll_on_itself_waits_without_holding_its_file)
 	iocbp = &poll_iocb;
 	ASSERT_EQ(1, sys_io_submit(aio, 1, &iocbp));
 	/* Readable already, so the poll completed and found no room. */
-	EXPECT_EQ(1, kaio_fdinfo(ring.fd, "asyncfd-waiting"));
+	EXPECT_EQ(1, fdinfo_get(ring.fd, "asyncfd-waiting"));
 	EXPECT_TRUE(asyncfd_waiting(&ring));
 
 	asyncfd_ring_exit(&ring);
@@ -2236,7 +2169,7 @@ TEST(destroyed_contexts_count_while_requests_wait)
 		EXPECT_EQ(0, sys_io_destroy(aio));
 	}
 	EXPECT_EQ(2 * MAXNR_REQUESTS - 1,
-		  kaio_fdinfo(ring.fd, "asyncfd-waiting"));
+		  fdinfo_get(ring.fd, "asyncfd-waiting"));
 	aio = 0;
 	EXPECT_EQ(-1, sys_io_setup(MAXNR_REQUESTS, &aio));
 	EXPECT_EQ(EAGAIN, errno);

@@ -25,6 +25,7 @@
 #include "asyncfd_ring.h"
 #include "nullb.h"
 #include "required.h"
+#include "stress_helpers.h"
 
 /* As in <linux/aio_abi.h>, which cannot be included with libaio.h. */
 #ifndef IOCB_FLAG_ASYNCFD
@@ -111,28 +112,6 @@ static int take(unsigned char *seen, uint64_t cookie, long res)
 		return -1;
 	seen[cookie] = 1;
 	return 0;
-}
-
-/* A number from the asyncfd's fdinfo, the line "@key:", or -1. */
-static long long fdinfo_get(int fd, const char *key)
-{
-	size_t len = strlen(key);
-	char path[64], line[128];
-	long long val = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, len) && line[len] == ':') {
-			val = strtoll(line + len + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
 }
 
 /*

@@ -40,6 +40,7 @@
 #include "../kselftest_harness.h"
 #include "asyncfd_ring.h"
 #include "required.h"
+#include "stress_helpers.h"
 #include "test_producer.h"
 
 #define RING_SIZE	8	/* small, so that tests fill it */
@@ -84,40 +85,6 @@ static long long pages_kb(unsigned int pages)
 	return pages * (getpagesize() / 1024LL);
 }
 
-/* The number after "@key:" in the text file @path, or -1. */
-static long long read_field(const char *path, const char *key)
-{
-	size_t len = strlen(key);
-	long long val = -1;
-	char line[256];
-	FILE *f;
-
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, len) && line[len] == ':') {
-			val = strtoll(line + len + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
-}
-
-static long long vmpin_kb(void)
-{
-	return read_field("/proc/self/status", "VmPin");
-}
-
-static long long fdinfo_get(int fd, const char *key)
-{
-	char path[64];
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	return read_field(path, key);
-}
-
 static void fd_link(int fd, char *buf, size_t size)
 {
 	char path[64];
@@ -159,20 +126,9 @@ static long long vmpin_settled(long long kb)
 {
 	long long deadline = now_ms() + 2000;
 
-	while (vmpin_kb() != kb && now_ms() < deadline)
+	while (vmpin_now_kb() != kb && now_ms() < deadline)
 		usleep(10000);
-	return vmpin_kb();
-}
-
-/* Exit status of child @pid, or 128 + the signal that killed it. */
-static int wait_child(pid_t pid)
-{
-	int status;
-
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return vmpin_now_kb();
 }
 
 /* What poll() reports for @fd right now, asked for all it could say. */
@@ -361,56 +317,6 @@ static void expect_drained(struct __test_metadata *_metadata,
 	free(res);
 }
 
-static int send_fd(int sock, int fd)
-{
-	char data = 'f';
-	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control;
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
-}
-
-static int recv_fd(int sock)
-{
-	char data;
-	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
-	union {
-		struct cmsghdr hdr;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} control;
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
-	};
-	struct cmsghdr *cmsg;
-	int fd;
-
-	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
-		return -1;
-	cmsg = CMSG_FIRSTHDR(&msg);
-	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET ||
-	    cmsg->cmsg_type != SCM_RIGHTS)
-		return -1;
-	memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
-	return fd;
-}
-
 static bool have_cap(int cap)
 {
 	struct __user_cap_header_struct hdr = {
@@ -592,7 +498,7 @@ TEST_F(asyncfd, unknown_flags_rejected)
 		1U << 1, 1U << 31, ASYNCFD_CLOEXEC | 1U << 1, O_CLOEXEC,
 		O_NONBLOCK, ~0U,
 	};
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	int free_fd = lowest_free_fd();
 	unsigned int i;
 
@@ -610,7 +516,7 @@ TEST_F(asyncfd, unknown_flags_rejected)
 		}
 		EXPECT_EQ(EINVAL, errno);
 	}
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 	EXPECT_EQ(free_fd, lowest_free_fd());
 	EXPECT_EQ(RING_SIZE, fdinfo_get(self->ring.fd, "asyncfd-size"));
 }
@@ -647,19 +553,19 @@ TEST_F(asyncfd, swap_rejects_flags)
 
 TEST_F(asyncfd, swap_on_closed_fd_fails_ebadf)
 {
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 
 	EXPECT_EQ(-1, sys_asyncfd(lowest_free_fd(), self->spare.hdr, 0));
 	EXPECT_EQ(EBADF, errno);
 	/* Only -1 creates; other negative numbers are just bad fds. */
 	EXPECT_EQ(-1, sys_asyncfd(-2, self->spare.hdr, 0));
 	EXPECT_EQ(EBADF, errno);
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 }
 
 TEST_F(asyncfd, swap_on_other_file_fails_einval)
 {
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	int pipefd[2], efd;
 
 	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
@@ -670,7 +576,7 @@ TEST_F(asyncfd, swap_on_other_file_fails_einval)
 	EXPECT_EQ(EINVAL, errno);
 	EXPECT_EQ(-1, sys_asyncfd(efd, self->spare.hdr, 0));
 	EXPECT_EQ(EINVAL, errno);
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 	EXPECT_EQ(RING_SIZE, fdinfo_get(self->ring.fd, "asyncfd-size"));
 
 	close(pipefd[0]);
@@ -778,7 +684,7 @@ TEST(create_fails_emfile_without_leak)
 	int ret, err;
 
 	ASSERT_EQ(0, asyncfd_ring_map(&ring, RING_SIZE));
-	vmpin = vmpin_kb();
+	vmpin = vmpin_now_kb();
 	ASSERT_EQ(0, getrlimit(RLIMIT_NOFILE, &old));
 	rl = old;
 	rl.rlim_cur = lowest_free_fd();
@@ -789,7 +695,7 @@ TEST(create_fails_emfile_without_leak)
 
 	EXPECT_EQ(-1, ret);
 	EXPECT_EQ(EMFILE, err);
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 	asyncfd_ring_unmap(&ring);
 }
 
@@ -1019,7 +925,7 @@ FIXTURE_SETUP(bad_ring)
 	self->urng = (struct asyncfd_uring *)at;
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&self->good, RING_SIZE, 0));
-	self->vmpin = vmpin_kb();
+	self->vmpin = vmpin_now_kb();
 	self->free_fd = lowest_free_fd();
 }
 
@@ -1033,7 +939,7 @@ TEST_F(bad_ring, create_fails)
 {
 	EXPECT_EQ(-1, sys_asyncfd(-1, self->urng, 0));
 	EXPECT_EQ(variant->error, errno);
-	EXPECT_EQ(self->vmpin, vmpin_kb());
+	EXPECT_EQ(self->vmpin, vmpin_now_kb());
 	EXPECT_EQ(self->free_fd, lowest_free_fd());
 }
 
@@ -1050,7 +956,7 @@ TEST_F(bad_ring, swap_fails_and_keeps_ring)
 		/* No ring to swap to: a NULL ring is a flush of nothing. */
 		EXPECT_EQ(0, sys_asyncfd(fd, NULL, 0));
 	}
-	EXPECT_EQ(self->vmpin, vmpin_kb());
+	EXPECT_EQ(self->vmpin, vmpin_now_kb());
 	EXPECT_EQ(RING_SIZE, fdinfo_get(fd, "asyncfd-size"));
 	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(fd, "asyncfd-pinned-pages"));
 
@@ -1061,28 +967,28 @@ TEST_F(bad_ring, swap_fails_and_keeps_ring)
 TEST(vmpin_counts_pinned_pages)
 {
 	struct asyncfd_ring small, big;
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 
 	ASSERT_LE(0, base);
 	ASSERT_EQ(0, asyncfd_ring_setup(&small, RING_SIZE, 0));
 	EXPECT_EQ(ring_pages(RING_SIZE), fdinfo_get(small.fd, "asyncfd-pinned-pages"));
-	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_now_kb());
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&big, 1024, 0));
 	EXPECT_EQ(ring_pages(1024), fdinfo_get(big.fd, "asyncfd-pinned-pages"));
 	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE) + ring_pages(1024)),
-		  vmpin_kb());
+		  vmpin_now_kb());
 
 	asyncfd_ring_exit(&small);
-	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_now_kb());
 	asyncfd_ring_exit(&big);
-	EXPECT_EQ(base, vmpin_kb());
+	EXPECT_EQ(base, vmpin_now_kb());
 }
 
 TEST(vmpin_counts_header_across_pages)
 {
 	long page = getpagesize();
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 	struct asyncfd_uring *hdr;
 	char *area;
 	int fd;
@@ -1098,28 +1004,28 @@ TEST(vmpin_counts_header_across_pages)
 	fd = sys_asyncfd(-1, hdr, 0);
 	ASSERT_GE(fd, 0);
 	EXPECT_EQ(3, fdinfo_get(fd, "asyncfd-pinned-pages"));
-	EXPECT_EQ(base + pages_kb(3), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(3), vmpin_now_kb());
 	close(fd);
-	EXPECT_EQ(base, vmpin_kb());
+	EXPECT_EQ(base, vmpin_now_kb());
 	munmap(area, 3 * page);
 }
 
 TEST(vmpin_follows_swap)
 {
 	struct asyncfd_ring first, big, last;
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&first, RING_SIZE, 0));
 	ASSERT_EQ(0, asyncfd_ring_map(&big, 1024));
 	ASSERT_EQ(0, asyncfd_ring_map(&last, RING_SIZE));
 
 	ASSERT_EQ(0, asyncfd_ring_swap(&first, &big));
-	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_now_kb());
 	EXPECT_EQ(ring_pages(1024), fdinfo_get(big.fd, "asyncfd-pinned-pages"));
 	ASSERT_EQ(0, asyncfd_ring_swap(&big, &last));
-	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_now_kb());
 	asyncfd_ring_exit(&last);
-	EXPECT_EQ(base, vmpin_kb());
+	EXPECT_EQ(base, vmpin_now_kb());
 
 	asyncfd_ring_exit(&first);
 	asyncfd_ring_exit(&big);
@@ -1129,14 +1035,14 @@ TEST(cap_ipc_lock_ignores_memlock_limit)
 {
 	struct rlimit rl = { .rlim_cur = 0, .rlim_max = 0 };
 	struct asyncfd_ring ring;
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 
 	if (!have_cap(CAP_IPC_LOCK))
 		SKIP(return, "needs CAP_IPC_LOCK");
 	ASSERT_EQ(0, setrlimit(RLIMIT_MEMLOCK, &rl));
 	ASSERT_EQ(0, asyncfd_ring_setup(&ring, RING_SIZE, 0));
 	/* Not charged to the user, but still pinned by this process. */
-	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_now_kb());
 	asyncfd_ring_exit(&ring);
 }
 
@@ -1148,11 +1054,11 @@ static void memlock_refuses_child(void)
 	int free_fd;
 
 	CHILD_CHECK(asyncfd_ring_setup(&first, RING_SIZE, 0) == 0);
-	vmpin = vmpin_kb();
+	vmpin = vmpin_now_kb();
 	free_fd = lowest_free_fd();
 
 	CHILD_CHECK(asyncfd_ring_setup(&second, RING_SIZE, 0) == -ENOMEM);
-	CHILD_CHECK(vmpin_kb() == vmpin);
+	CHILD_CHECK(vmpin_now_kb() == vmpin);
 	CHILD_CHECK(lowest_free_fd() == free_fd);
 
 	/*
@@ -1161,7 +1067,7 @@ static void memlock_refuses_child(void)
 	 */
 	CHILD_CHECK(asyncfd_ring_map(&next, 2 * RING_SIZE) == 0);
 	CHILD_CHECK(asyncfd_ring_swap(&first, &next) == -ENOMEM);
-	CHILD_CHECK(vmpin_kb() == vmpin);
+	CHILD_CHECK(vmpin_now_kb() == vmpin);
 	CHILD_CHECK(fdinfo_get(first.fd, "asyncfd-size") == RING_SIZE);
 }
 
@@ -2281,7 +2187,7 @@ TEST(ring_starts_at_registered_index)
 
 TEST_F(producer, swap_keeps_pending_results)
 {
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	struct asyncfd_ring next;
 	int fd = self->ring.fd;
 
@@ -2293,7 +2199,7 @@ TEST_F(producer, swap_keeps_pending_results)
 	next.hdr->iuser = 508;
 	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &next));
 	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)) + pages_kb(ring_pages(512)),
-		  vmpin_kb());
+		  vmpin_now_kb());
 	/* Readiness is about the new ring only. */
 	EXPECT_EQ(0, poll_now(fd));
 
@@ -2376,7 +2282,7 @@ TEST_F(producer, swap_into_small_ring_keeps_rest_waiting)
 
 TEST_F(producer, munmapped_ring_keeps_working_until_swap)
 {
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	struct asyncfd_ring next;
 	int fd = self->ring.fd;
 
@@ -2388,13 +2294,13 @@ TEST_F(producer, munmapped_ring_keeps_working_until_swap)
 	post(_metadata, fd, "hardirq", 10, 10, 3, RING_SIZE - 1 - 3);
 	EXPECT_EQ(10 - (RING_SIZE - 1 - 3), fdinfo_get(fd, "asyncfd-waiting"));
 	EXPECT_EQ(BACKLOGGED, poll_now(fd));
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 
 	/* What waited goes into the new ring; what was stored stays behind. */
 	ASSERT_EQ(0, asyncfd_ring_map(&next, 1024));
 	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &next));
 	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)) + pages_kb(ring_pages(1024)),
-		  vmpin_kb());
+		  vmpin_now_kb());
 	EXPECT_EQ(READABLE, poll_now(fd));
 	EXPECT_EQ(0, fdinfo_get(fd, "asyncfd-waiting"));
 	expect_results(_metadata, &next, 10 + RING_SIZE - 1 - 3,
@@ -2408,7 +2314,7 @@ TEST_F(producer, munmapped_ring_keeps_working_until_swap)
 
 TEST_F(producer, ring_stays_registered_until_last_close)
 {
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	int fd = self->ring.fd, dupfd;
 
 	dupfd = dup(fd);
@@ -2418,10 +2324,10 @@ TEST_F(producer, ring_stays_registered_until_last_close)
 
 	post(_metadata, dupfd, "process", 1, 3, 3, 3);
 	expect_results(_metadata, &self->ring, 1, 3);
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 
 	ASSERT_EQ(0, close(dupfd));
-	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	EXPECT_EQ(vmpin - pages_kb(ring_pages(RING_SIZE)), vmpin_now_kb());
 }
 
 TEST_F(producer, post_to_closed_fd_fails_ebadf)
@@ -2450,7 +2356,7 @@ TEST_F(producer, post_to_other_file_fails_einval)
 TEST_F(producer, fork_child_posts_into_parent_ring)
 {
 	struct asyncfd_ring *ring = &self->ring;
-	long long vmpin = vmpin_kb();
+	long long vmpin = vmpin_now_kb();
 	pid_t pid;
 
 	pid = fork();
@@ -2464,13 +2370,13 @@ TEST_F(producer, fork_child_posts_into_parent_ring)
 		 * The pages stay pinned by, and charged to, the parent; our
 		 * copy of the ring, made at fork, never sees a result.
 		 */
-		CHILD_CHECK(vmpin_kb() == 0);
+		CHILD_CHECK(vmpin_now_kb() == 0);
 		CHILD_CHECK(asyncfd_ring_ready(ring) == 0);
 		CHILD_CHECK(ring->entries[0].cookie == 0);
 		_exit(0);
 	}
 	ASSERT_EQ(0, wait_child(pid));
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 	expect_results(_metadata, ring, 1, 4);
 }
 
@@ -2502,7 +2408,7 @@ TEST(scm_rights_receiver_posts_into_sender_ring)
 	}
 	close(sv[1]);
 
-	vmpin = vmpin_kb();
+	vmpin = vmpin_now_kb();
 	ASSERT_EQ(0, asyncfd_ring_setup(&ring, RING_SIZE, 0));
 	ASSERT_EQ(0, send_fd(sv[0], ring.fd));
 	/* From now on only the child's descriptor keeps the ring registered. */
@@ -2511,7 +2417,7 @@ TEST(scm_rights_receiver_posts_into_sender_ring)
 
 	ASSERT_EQ(0, wait_child(pid));
 	/* The child's exit released the ring; what it stored is ours. */
-	EXPECT_EQ(vmpin, vmpin_kb());
+	EXPECT_EQ(vmpin, vmpin_now_kb());
 	expect_results(_metadata, &ring, 1, 6);
 	asyncfd_ring_exit(&ring);
 	close(sv[0]);
@@ -2683,7 +2589,7 @@ TEST(close_frees_waiting_results)
 	static const char * const retrying[] = {
 		"kthread", "workqueue", "softirq", "hardirq",
 	};
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 	struct watchdog wd;
 	unsigned int i;
 
@@ -2748,7 +2654,7 @@ TEST(blocked_poller_keeps_ring_until_it_returns)
 {
 	struct sigaction sa = { .sa_handler = ignore_signal };
 	struct waiter w = { .how = WAIT_POLL, .events = POLLIN | POLLPRI };
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 	struct asyncfd_ring ring;
 	struct watchdog wd;
 
@@ -2760,7 +2666,7 @@ TEST(blocked_poller_keeps_ring_until_it_returns)
 
 	ASSERT_EQ(0, close(ring.fd));
 	ring.fd = -1;
-	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(RING_SIZE)), vmpin_now_kb());
 	EXPECT_FALSE(__atomic_load_n(&w.done, __ATOMIC_ACQUIRE));
 
 	/*
@@ -3173,7 +3079,7 @@ TEST(max_entries_ring_accepted)
 {
 	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
 	unsigned int last = ASYNCFD_MAX_ENTRIES - 1;
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 	struct asyncfd_ring ring;
 
 	if (!test_producer_available())
@@ -3191,7 +3097,7 @@ TEST(max_entries_ring_accepted)
 	EXPECT_EQ(ASYNCFD_MAX_ENTRIES, fdinfo_get(ring.fd, "asyncfd-size"));
 	EXPECT_EQ(ring_pages(ASYNCFD_MAX_ENTRIES),
 		  fdinfo_get(ring.fd, "asyncfd-pinned-pages"));
-	EXPECT_EQ(base + pages_kb(ring_pages(ASYNCFD_MAX_ENTRIES)), vmpin_kb());
+	EXPECT_EQ(base + pages_kb(ring_pages(ASYNCFD_MAX_ENTRIES)), vmpin_now_kb());
 
 	post(_metadata, ring.fd, "hardirq", 1, 2, 2, 2);
 	EXPECT_EQ(1, ring.entries[last].cookie);
@@ -3199,7 +3105,7 @@ TEST(max_entries_ring_accepted)
 	EXPECT_EQ(1, fdinfo_get(ring.fd, "asyncfd-tail"));
 	expect_results(_metadata, &ring, 1, 2);
 	asyncfd_ring_exit(&ring);
-	EXPECT_EQ(base, vmpin_kb());
+	EXPECT_EQ(base, vmpin_now_kb());
 }
 
 /* A limit of exactly the largest ring's pages admits it; one less does not. */
@@ -3297,7 +3203,7 @@ TEST(close_during_post_loses_nothing)
 	unsigned int raced[ARRAY_SIZE(contexts)] = {};
 	long long end = now_ms() + RACE_SECONDS * 1000;
 	unsigned int i, c, total_raced = 0;
-	long long base = vmpin_kb();
+	long long base = vmpin_now_kb();
 	struct watchdog wd;
 
 	if (!test_producer_available())

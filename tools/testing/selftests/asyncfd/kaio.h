@@ -24,6 +24,7 @@
 
 #include "asyncfd_ring.h"
 #include "nullb.h"
+#include "stress_helpers.h"
 
 #define KAIO_BLOCK		4096
 #define KAIO_SPAN_BLOCKS	256	/* reads cycle over the first 1 MiB */
@@ -72,31 +73,6 @@ static inline void kaio_prep_read(struct iocb *iocb, int fd, void *buf,
 	iocb->aio_data = cookie;
 	iocb->aio_flags = IOCB_FLAG_ASYNCFD;
 	iocb->aio_resfd = afd;
-}
-
-/*
- * A number from /proc/self/fdinfo/@fd, the line "@key:", or -1.  The
- * asyncfd counts there are the only view of what waits in the kernel.
- */
-static inline long long kaio_fdinfo(int fd, const char *key)
-{
-	size_t len = strlen(key);
-	char path[64], line[128];
-	long long val = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	f = fopen(path, "re");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f)) {
-		if (!strncmp(line, key, len) && line[len] == ':') {
-			val = strtoll(line + len + 1, NULL, 10);
-			break;
-		}
-	}
-	fclose(f);
-	return val;
 }
 
 /*
@@ -354,7 +330,7 @@ static inline void kaio_run_report(void *arg)
 	printf("# the ring holds %u, kflags %#x, %lld wait in the kernel\n",
 	       asyncfd_ring_ready(run->ring),
 	       __atomic_load_n(&run->ring->hdr->kflags, __ATOMIC_ACQUIRE),
-	       kaio_fdinfo(run->ring->fd, "asyncfd-waiting"));
+	       fdinfo_get(run->ring->fd, "asyncfd-waiting"));
 }
 
 /*

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * What the stress, liveness and fuzz tests share: time budgets, knobs
- * from the environment, a seeded random generator, the kernel's counts
- * of results that waited, from fdinfo, and the two views of pinned
- * memory that must come back to where they started: VmPin of the
- * process and the locked_vm of the user, which only shows through
- * RLIMIT_MEMLOCK.
+ * What the tests share: time budgets, knobs from the environment, a
+ * seeded random generator, numbers from fdinfo, such as the kernel's
+ * counts of results that waited, descriptors passed with SCM_RIGHTS,
+ * and the two views of pinned memory that must come back to where they
+ * started: VmPin of the process and the locked_vm of the user, which
+ * only shows through RLIMIT_MEMLOCK.
  */
 #ifndef __STRESS_HELPERS_H
 #define __STRESS_HELPERS_H
@@ -19,9 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 
 #include "asyncfd_ring.h"
 
@@ -89,56 +91,124 @@ static inline bool rng_one_in(uint64_t *state, uint64_t n)
 	return rng_below(state, n) == 0;
 }
 
-/* The number that @format, "key: %lld", reads from a line of @path, or -1. */
-static inline long long proc_number(const char *path, const char *format)
+/* The number after "@key:" in the text file @path, or -1. */
+static inline long long proc_field(const char *path, const char *key)
 {
+	size_t len = strlen(key);
 	long long val = -1;
-	char line[128];
-	FILE *f = fopen(path, "re");
+	char line[256];
+	FILE *f;
 
+	f = fopen(path, "re");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, format, &val) == 1)
+	while (fgets(line, sizeof(line), f)) {
+		if (!strncmp(line, key, len) && line[len] == ':') {
+			val = strtoll(line + len + 1, NULL, 10);
 			break;
+		}
+	}
 	fclose(f);
 	return val;
 }
 
 /*
- * A number from the fdinfo of @fd, @format as "asyncfd-waiting: %lld";
- * -1 if the line is missing.
+ * A number from the fdinfo of @fd, the line "@key:", or -1.  The
+ * asyncfd counts there are the only view of what waits in the kernel.
  */
-static inline long long fdinfo_number(int fd, const char *format)
+static inline long long fdinfo_get(int fd, const char *key)
 {
 	char path[64];
 
 	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
-	return proc_number(path, format);
+	return proc_field(path, key);
 }
 
 /* Results that ever had to wait in the kernel for room in @fd's ring. */
 static inline long long fdinfo_waited_total(int fd)
 {
-	return fdinfo_number(fd, "asyncfd-waited-total: %lld");
+	return fdinfo_get(fd, "asyncfd-waited-total");
 }
 
 /* Results that wait in the kernel now. */
 static inline long long fdinfo_waiting(int fd)
 {
-	return fdinfo_number(fd, "asyncfd-waiting: %lld");
+	return fdinfo_get(fd, "asyncfd-waiting");
 }
 
 /* The most results that waited at once. */
 static inline long long fdinfo_waiting_peak(int fd)
 {
-	return fdinfo_number(fd, "asyncfd-waiting-peak: %lld");
+	return fdinfo_get(fd, "asyncfd-waiting-peak");
 }
 
 /* VmPin of this process in kB, or -1. */
 static inline long long vmpin_now_kb(void)
 {
-	return proc_number("/proc/self/status", "VmPin: %lld kB");
+	return proc_field("/proc/self/status", "VmPin");
+}
+
+/* Exit status of child @pid, or 128 + the signal that killed it. */
+static inline int wait_child(pid_t pid)
+{
+	int status;
+
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Pass @fd over the unix socket @sock with SCM_RIGHTS; 0 or -1. */
+static inline int send_fd(int sock, int fd)
+{
+	char data = 'f';
+	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+
+	cmsg->cmsg_level = SOL_SOCKET;
+	cmsg->cmsg_type = SCM_RIGHTS;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+/* The descriptor that send_fd() passed over @sock, close-on-exec, or -1. */
+static inline int recv_fd(int sock)
+{
+	char data;
+	struct iovec iov = { .iov_base = &data, .iov_len = 1 };
+	union {
+		struct cmsghdr hdr;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	struct cmsghdr *cmsg;
+	int fd;
+
+	if (recvmsg(sock, &msg, MSG_CMSG_CLOEXEC) != 1)
+		return -1;
+	cmsg = CMSG_FIRSTHDR(&msg);
+	if (!cmsg || cmsg->cmsg_level != SOL_SOCKET ||
+	    cmsg->cmsg_type != SCM_RIGHTS)
+		return -1;
+	memcpy(&fd, CMSG_DATA(cmsg), sizeof(int));
+	return fd;
 }
 
 /*
