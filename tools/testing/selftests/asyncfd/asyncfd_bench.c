@@ -8,7 +8,9 @@
  *		(a) io_getevents, (b) eventfd + epoll + read + io_getevents,
  *		(c) asyncfd + epoll + the ring, (c2) asyncfd + poll() +
  *		the ring, (c3) asyncfd + a blocking read() + the ring,
- *		(d) io_uring (liburing).
+ *		(d) io_uring (liburing), (e) the aio ring read from user
+ *		space, io_getevents only to wait, (f) an edge-triggered
+ *		eventfd + epoll + the aio ring read from user space.
  * delivery:	the test producer posting batches into an asyncfd, next to
  *		the bare store loop timed by the same module, and to an
  *		eventfd signalled and read once per result.
@@ -28,10 +30,11 @@
  * The arguments, or else the words of $ASYNCFD_BENCH (which "make bench
  * BENCH=..." sets on the guest's command line, commas for spaces), name
  * the parts to run: kaio, delivery, scale; all three when none of them
- * is named.  "profile" runs a, c, c2, c3 and d once more at irqmode 0
- * QD 32 and irqmode 2 QD 1, each between two getppid() calls: QEMU's
- * insncount plugin (harness/insncount.c, "make bench PROFILE=1") counts
- * the instructions of every block between two such marks.
+ * is named.  "profile" runs a, c, c2, c3, d, e and f once more at
+ * irqmode 0 QD 32 and QD 1 and irqmode 2 QD 1, each between two
+ * getppid() calls: QEMU's insncount plugin (harness/insncount.c,
+ * "make bench PROFILE=1") counts the instructions of every block
+ * between two such marks.
  */
 
 #define _GNU_SOURCE
@@ -347,6 +350,126 @@ static void kaio_eventfd(struct kaio_bench *kb, aio_context_t ctx)
 	close(efd);
 }
 
+/*
+ * The aio ring, as fs/aio.c lays it out at the address that io_setup()
+ * returns as the context.  No header exports it: the programs that read
+ * it (QEMU's block/linux-aio.c, Seastar, SPDK, libev, fio's
+ * userspace_reap) declare it themselves and trust it only after checking
+ * the magic number and that no incompatible feature is set.
+ */
+#define AIO_RING_MAGIC	0xa10a10a1
+
+struct aio_user_ring {
+	unsigned int id;
+	unsigned int nr;		/* entries in io_events[] */
+	unsigned int head;		/* written by the consumer */
+	unsigned int tail;		/* written by the kernel */
+	unsigned int magic;
+	unsigned int compat_features;
+	unsigned int incompat_features;
+	unsigned int header_length;
+	struct io_event io_events[];
+};
+
+static struct aio_user_ring *aio_user_ring(aio_context_t ctx)
+{
+	struct aio_user_ring *ring = (struct aio_user_ring *)(uintptr_t)ctx;
+
+	if (ring->magic != AIO_RING_MAGIC || ring->incompat_features)
+		die("the aio ring has magic %#x, incompat_features %#x",
+		    ring->magic, ring->incompat_features);
+	return ring;
+}
+
+/* Take up to @max events out of the aio ring, as its readers do. */
+static unsigned int aio_ring_reap(struct aio_user_ring *ring,
+				  struct io_event *out, unsigned int max)
+{
+	unsigned int nr = ring->nr;
+	unsigned int head = ring->head;
+	unsigned int tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+	unsigned int n = 0;
+
+	while (head != tail && n < max) {
+		out[n++] = ring->io_events[head];
+		if (++head == nr)
+			head = 0;
+	}
+	if (n)
+		__atomic_store_n(&ring->head, head, __ATOMIC_RELEASE);
+	return n;
+}
+
+static void kaio_reap_events(struct kaio_bench *kb, aio_context_t ctx,
+			     struct io_event *events, unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		kaio_check(kb, events[i].res);
+		kb->batch[i] = (struct iocb *)(uintptr_t)events[i].obj;
+	}
+	kaio_resubmit(kb, ctx, kb->batch, n);
+}
+
+/*
+ * (e) io_submit + the aio ring read from user space, with io_getevents()
+ * only when the ring is empty, to wait: fio's libaio engine with
+ * userspace_reap=1 and QEMU's linux-aio.
+ */
+static void kaio_user_reap(struct kaio_bench *kb, aio_context_t ctx)
+{
+	struct aio_user_ring *ring = aio_user_ring(ctx);
+	struct io_event events[MAX_DEPTH];
+	unsigned int i;
+	int n;
+
+	for (i = 0; i < kb->depth; i++)
+		kaio_prep(kb, i, 0, 0);
+	kaio_start(kb, ctx);
+	while (kb->done < IOS_PER_RUN) {
+		n = aio_ring_reap(ring, events, kb->depth);
+		if (!n)
+			n = sys_io_getevents(ctx, 1, kb->depth, events);
+		if (n <= 0)
+			die("io_getevents: %d", n);
+		kaio_reap_events(kb, ctx, events, n);
+	}
+}
+
+/*
+ * (f) io_submit + an eventfd that epoll watches edge-triggered and
+ * nobody reads + the aio ring read from user space: how an event loop
+ * (Seastar, libev, SPDK) puts KAIO beside its other fds.  Every
+ * completion signals the eventfd, and so queues an edge; the ring is
+ * looked at before sleeping, so an edge is never waited for twice.
+ */
+static void kaio_user_reap_epoll(struct kaio_bench *kb, aio_context_t ctx)
+{
+	struct aio_user_ring *ring = aio_user_ring(ctx);
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLET };
+	struct io_event events[MAX_DEPTH];
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+	unsigned int i, n;
+
+	if (efd < 0 || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev))
+		die("eventfd + epoll: %s", strerror(errno));
+	for (i = 0; i < kb->depth; i++)
+		kaio_prep(kb, i, IOCB_FLAG_RESFD, efd);
+	kaio_start(kb, ctx);
+	while (kb->done < IOS_PER_RUN) {
+		n = aio_ring_reap(ring, events, kb->depth);
+		if (!n) {
+			wait_readable(ep);
+			continue;
+		}
+		kaio_reap_events(kb, ctx, events, n);
+	}
+	close(ep);
+	close(efd);
+}
+
 enum asyncfd_wait { WAIT_EPOLL, WAIT_POLL, WAIT_READ };
 
 /*
@@ -448,7 +571,7 @@ static void kaio_io_uring(struct kaio_bench *kb)
 }
 
 static const char * const kaio_methods[] = { "a", "b", "c", "c2", "c3",
-					     "d" };
+					     "d", "e", "f" };
 
 /* ns per I/O of one run of @method; syscalls per I/O in @calls */
 static double kaio_run(struct kaio_bench *kb, const char *method,
@@ -473,6 +596,10 @@ static double kaio_run(struct kaio_bench *kb, const char *method,
 		kaio_asyncfd(kb, ctx, WAIT_POLL);
 	else if (!strcmp(method, "c3"))
 		kaio_asyncfd(kb, ctx, WAIT_READ);
+	else if (!strcmp(method, "e"))
+		kaio_user_reap(kb, ctx);
+	else if (!strcmp(method, "f"))
+		kaio_user_reap_epoll(kb, ctx);
 	else
 		kaio_io_uring(kb);
 	start = now_ns() - start;
@@ -744,16 +871,19 @@ static void bench_profile(void)
 	static const struct {
 		int irqmode;
 		unsigned int depth;
-	} points[] = { { 0, MAX_DEPTH }, { 2, 1 } };
-	static const char * const methods[] = { "a", "c", "c2", "c3", "d" };
+	} points[] = { { 0, MAX_DEPTH }, { 0, 1 }, { 2, 1 } };
+	static const char * const methods[] = { "a", "c", "c2", "c3", "d",
+						 "e", "f" };
 	struct kaio_bench kb;
 	unsigned int p, m;
 	double ns, calls;
+	char disk[16];
 
 	if (posix_memalign((void **)&kb.bufs, IO_SIZE, MAX_DEPTH * IO_SIZE))
 		die("out of memory");
 	for (p = 0; p < ARRAY_SIZE(points); p++) {
-		kb.fd = nullb_open("profile", points[p].irqmode);
+		snprintf(disk, sizeof(disk), "profile_qd%u", points[p].depth);
+		kb.fd = nullb_open(disk, points[p].irqmode);
 		kb.depth = points[p].depth;
 		for (m = 0; m < ARRAY_SIZE(methods); m++) {
 			kaio_run(&kb, methods[m], &calls);
