@@ -280,6 +280,40 @@ publish:
 }
 EXPORT_SYMBOL_GPL(asyncfd_ctx_add_results);
 
+/*
+ * asyncfd_ctx_add_wait() once the asyncfd is released, or behind results
+ * that wait, which go first: apart, so that a post into a ring with room
+ * sets up no list of finished waits.
+ */
+static noinline int asyncfd_add_wait_behind(struct asyncfd_ctx *ctx,
+					    struct asyncfd_wait *wait,
+					    unsigned long flags)
+	__releases(&ctx->wqh.lock)
+{
+	LIST_HEAD(done);
+	u32 room, n;
+	int ret = 1;
+
+	if (!ctx->ring.entries) {
+		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+		return -EBADFD;
+	}
+	room = asyncfd_drain(ctx, asyncfd_room(&ctx->ring), &done);
+	n = asyncfd_store(&ctx->ring, room, wait->results, wait->nr);
+	if (n < wait->nr) {
+		wait->results += n;
+		wait->nr -= n;
+		asyncfd_wait_add(ctx, wait);
+	} else {
+		ret = 0;
+	}
+	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
+	asyncfd_wake_locked(ctx, !list_empty(&ctx->waiting));
+	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
+	asyncfd_finish(&done, true);
+	return ret;
+}
+
 /**
  * asyncfd_ctx_add_wait - Post results whose storage the producer supplies
  * @ctx: the asyncfd context
@@ -298,30 +332,24 @@ EXPORT_SYMBOL_GPL(asyncfd_ctx_add_results);
  */
 int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
 {
+	struct asyncfd_ring *ring = &ctx->ring;
 	unsigned long flags;
-	LIST_HEAD(done);
-	u32 room, n;
 	int ret = 0;
+	u32 n;
 
 	spin_lock_irqsave(&ctx->wqh.lock, flags);
-	if (unlikely(!ctx->ring.entries)) {
-		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
-		return -EBADFD;
-	}
-	room = asyncfd_room(&ctx->ring);
-	if (unlikely(!list_empty(&ctx->waiting)))
-		room = asyncfd_drain(ctx, room, &done);
-	n = asyncfd_store(&ctx->ring, room, wait->results, wait->nr);
+	if (unlikely(!ring->entries || !list_empty(&ctx->waiting)))
+		return asyncfd_add_wait_behind(ctx, wait, flags);
+	n = asyncfd_store(ring, asyncfd_room(ring), wait->results, wait->nr);
 	if (unlikely(n < wait->nr)) {
 		wait->results += n;
 		wait->nr -= n;
 		asyncfd_wait_add(ctx, wait);
 		ret = 1;
 	}
-	asyncfd_publish(&ctx->ring, ret);
+	asyncfd_publish(ring, ret);
 	asyncfd_wake_locked(ctx, ret);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
-	asyncfd_finish(&done, true);
 	return ret;
 }
 
