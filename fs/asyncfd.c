@@ -524,7 +524,7 @@ static void asyncfd_free(struct kref *kref)
 
 /**
  * asyncfd_ctx_put - Release a reference to an asyncfd context
- * @ctx: the context, from asyncfd_ctx_fdget() or asyncfd_ctx_fileget()
+ * @ctx: the context, from asyncfd_ctx_fdget() or asyncfd_ctx_get()
  *
  * Callable from any context.
  */
@@ -666,24 +666,32 @@ static const struct file_operations asyncfd_fops = {
 };
 
 /**
- * asyncfd_ctx_fileget - Acquire a reference to the context of an asyncfd
+ * asyncfd_file_ctx - The context of an asyncfd file, borrowed
  * @file: the file
  *
- * The reference outlives the file: once userspace releases the file,
- * asyncfd_ctx_add_results() returns -EBADFD.  Drop it with
- * asyncfd_ctx_put().
+ * The context stays valid for as long as the caller holds @file; a
+ * producer that posts later takes a reference with asyncfd_ctx_get(),
+ * which outlives the file: once userspace releases the file,
+ * asyncfd_ctx_add_results() returns -EBADFD.
  *
  * Return: the context, or ERR_PTR(-EINVAL) if @file is not an asyncfd.
  */
-struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file)
+struct asyncfd_ctx *asyncfd_file_ctx(struct file *file)
 {
-	struct asyncfd_ctx *ctx;
-
 	if (file->f_op != &asyncfd_fops)
 		return ERR_PTR(-EINVAL);
-	ctx = file->private_data;
+	return file->private_data;
+}
+
+/**
+ * asyncfd_ctx_get - Acquire a reference to an asyncfd context
+ * @ctx: the context, borrowed from asyncfd_file_ctx() or held
+ *
+ * Drop the reference with asyncfd_ctx_put().
+ */
+void asyncfd_ctx_get(struct asyncfd_ctx *ctx)
+{
 	kref_get(&ctx->kref);
-	return ctx;
 }
 
 /**
@@ -695,11 +703,15 @@ struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file)
  */
 struct asyncfd_ctx *asyncfd_ctx_fdget(int fd)
 {
-	CLASS(fd, f)(fd);
+	struct asyncfd_ctx *ctx;
 
+	CLASS(fd, f)(fd);
 	if (fd_empty(f))
 		return ERR_PTR(-EBADF);
-	return asyncfd_ctx_fileget(fd_file(f));
+	ctx = asyncfd_file_ctx(fd_file(f));
+	if (!IS_ERR(ctx))
+		asyncfd_ctx_get(ctx);
+	return ctx;
 }
 EXPORT_SYMBOL_GPL(asyncfd_ctx_fdget);
 

@@ -36,7 +36,8 @@ struct asyncfd_wait {
 #ifdef CONFIG_ASYNCFD
 
 struct asyncfd_ctx *asyncfd_ctx_fdget(int fd);
-struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file);
+struct asyncfd_ctx *asyncfd_file_ctx(struct file *file);
+void asyncfd_ctx_get(struct asyncfd_ctx *ctx);
 void asyncfd_ctx_put(struct asyncfd_ctx *ctx);
 int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
 			    const struct asyncfd_result *results, int n);
@@ -50,9 +51,13 @@ static inline struct asyncfd_ctx *asyncfd_ctx_fdget(int fd)
 	return ERR_PTR(-EINVAL);
 }
 
-static inline struct asyncfd_ctx *asyncfd_ctx_fileget(struct file *file)
+static inline struct asyncfd_ctx *asyncfd_file_ctx(struct file *file)
 {
 	return ERR_PTR(-EINVAL);
+}
+
+static inline void asyncfd_ctx_get(struct asyncfd_ctx *ctx)
+{
 }
 
 static inline void asyncfd_ctx_put(struct asyncfd_ctx *ctx)
