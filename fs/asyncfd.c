@@ -114,6 +114,26 @@ asyncfd_store(struct asyncfd_ring *ring, u32 room,
 }
 
 /*
+ * asyncfd_room() and asyncfd_store() for a single result, as KAIO posts
+ * them, with no loop: store it if the slot at our tail is not the one
+ * that stays empty before iuser.
+ */
+static __always_inline bool asyncfd_store_one(struct asyncfd_ring *ring,
+					      const struct asyncfd_result *result)
+{
+	/* Pairs with the consumer's release of iuser, as in asyncfd_room(). */
+	u32 iuser = smp_load_acquire(&ring->hdr->iuser);
+	u32 tail = ring->tail;
+	u32 next = tail + 1 == ring->size ? 0 : tail + 1;
+
+	if (unlikely(next == iuser || iuser >= ring->size))
+		return false;
+	ring->entries[tail] = *result;
+	ring->tail = next;
+	return true;
+}
+
+/*
  * Move waiting results into @room, oldest first; those whose last result
  * went in move to @done, for their producers.  Returns the room left,
  * which is 0 whenever some still wait.
@@ -281,9 +301,9 @@ publish:
 EXPORT_SYMBOL_GPL(asyncfd_ctx_add_results);
 
 /*
- * asyncfd_ctx_add_wait() once the asyncfd is released, or behind results
- * that wait, which go first: apart, so that a post into a ring with room
- * sets up no list of finished waits.
+ * asyncfd_ctx_add_wait() once the asyncfd is released, behind results
+ * that wait, which go first, or into a ring without room for all: apart,
+ * so that a post into a ring with room sets up no list of finished waits.
  */
 static noinline int asyncfd_add_wait_behind(struct asyncfd_ctx *ctx,
 					    struct asyncfd_wait *wait,
@@ -334,23 +354,24 @@ int asyncfd_ctx_add_wait(struct asyncfd_ctx *ctx, struct asyncfd_wait *wait)
 {
 	struct asyncfd_ring *ring = &ctx->ring;
 	unsigned long flags;
-	int ret = 0;
-	u32 n;
+	u32 room;
 
 	spin_lock_irqsave(&ctx->wqh.lock, flags);
 	if (unlikely(!ring->entries || !list_empty(&ctx->waiting)))
 		return asyncfd_add_wait_behind(ctx, wait, flags);
-	n = asyncfd_store(ring, asyncfd_room(ring), wait->results, wait->nr);
-	if (unlikely(n < wait->nr)) {
-		wait->results += n;
-		wait->nr -= n;
-		asyncfd_wait_add(ctx, wait);
-		ret = 1;
+	if (likely(wait->nr == 1)) {
+		if (unlikely(!asyncfd_store_one(ring, wait->results)))
+			return asyncfd_add_wait_behind(ctx, wait, flags);
+	} else {
+		room = asyncfd_room(ring);
+		if (unlikely(room < wait->nr))
+			return asyncfd_add_wait_behind(ctx, wait, flags);
+		asyncfd_store(ring, room, wait->results, wait->nr);
 	}
-	asyncfd_publish(ring, ret);
-	asyncfd_wake_locked(ctx, ret);
+	asyncfd_publish(ring, false);
+	asyncfd_wake_locked(ctx, false);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
-	return ret;
+	return 0;
 }
 
 /*
