@@ -676,7 +676,7 @@ static void asyncfd_show_fdinfo(struct seq_file *m, struct file *file)
 }
 #endif
 
-static const struct file_operations asyncfd_fops = {
+const struct file_operations asyncfd_fops = {
 #ifdef CONFIG_PROC_FS
 	.show_fdinfo	= asyncfd_show_fdinfo,
 #endif
@@ -685,24 +685,6 @@ static const struct file_operations asyncfd_fops = {
 	.read		= asyncfd_read,
 	.llseek		= noop_llseek,
 };
-
-/**
- * asyncfd_file_ctx - The context of an asyncfd file, borrowed
- * @file: the file
- *
- * The context stays valid for as long as the caller holds @file; a
- * producer that posts later takes a reference with asyncfd_ctx_get(),
- * which outlives the file: once userspace releases the file,
- * asyncfd_ctx_add_results() returns -EBADFD.
- *
- * Return: the context, or ERR_PTR(-EINVAL) if @file is not an asyncfd.
- */
-struct asyncfd_ctx *asyncfd_file_ctx(struct file *file)
-{
-	if (file->f_op != &asyncfd_fops)
-		return ERR_PTR(-EINVAL);
-	return file->private_data;
-}
 
 /**
  * asyncfd_ctx_get - Acquire a reference to an asyncfd context

@@ -7,11 +7,11 @@
 #define _LINUX_ASYNCFD_H
 
 #include <linux/err.h>
+#include <linux/fs.h>
 #include <linux/list.h>
 #include <uapi/linux/asyncfd.h>
 
 struct asyncfd_ctx;
-struct file;
 
 /**
  * struct asyncfd_wait - A producer's storage for results that may wait
@@ -36,7 +36,27 @@ struct asyncfd_wait {
 #ifdef CONFIG_ASYNCFD
 
 struct asyncfd_ctx *asyncfd_ctx_fdget(int fd);
-struct asyncfd_ctx *asyncfd_file_ctx(struct file *file);
+/* For asyncfd_file_ctx(), which KAIO calls on every submission. */
+extern const struct file_operations asyncfd_fops;
+
+/**
+ * asyncfd_file_ctx - The context of an asyncfd file, borrowed
+ * @file: the file
+ *
+ * The context stays valid for as long as the caller holds @file; a
+ * producer that posts later takes a reference with asyncfd_ctx_get(),
+ * which outlives the file: once userspace releases the file,
+ * asyncfd_ctx_add_results() returns -EBADFD.
+ *
+ * Return: the context, or ERR_PTR(-EINVAL) if @file is not an asyncfd.
+ */
+static inline struct asyncfd_ctx *asyncfd_file_ctx(struct file *file)
+{
+	if (file->f_op != &asyncfd_fops)
+		return ERR_PTR(-EINVAL);
+	return file->private_data;
+}
+
 void asyncfd_ctx_get(struct asyncfd_ctx *ctx);
 void asyncfd_ctx_put(struct asyncfd_ctx *ctx);
 int asyncfd_ctx_add_results(struct asyncfd_ctx *ctx,
