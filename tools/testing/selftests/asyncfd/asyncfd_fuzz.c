@@ -75,10 +75,6 @@
 /* Proof that the fuzzer ran, whatever the speed of the host. */
 #define FUZZ_MIN_OPS	10000
 
-static const char * const contexts[] = {
-	"process", "kthread", "workqueue", "softirq", "hardirq",
-};
-
 /*
  * A PROT_NONE page on each side keeps a ring or a copy that runs past
  * the end from reaching memory that is not ours to fuzz.
@@ -533,19 +529,6 @@ static void op_scribble_header(struct fuzz *fz)
 		guarded_write(fz, &v->hdr->iuser, &val, sizeof(val));
 		break;
 	}
-}
-
-static bool is_asyncfd(int fd)
-{
-	char path[64], link[64];
-	ssize_t len;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	len = readlink(path, link, sizeof(link) - 1);
-	if (len < 0)
-		return false;
-	link[len] = '\0';
-	return !strcmp(link, "anon_inode:[asyncfd]");
 }
 
 /*
@@ -1030,7 +1013,6 @@ static void print_op_times(const struct fuzz_stats *st)
  */
 static void fuzz_cleanup(struct fuzz *fz, long long vmpin_base)
 {
-	int64_t deadline;
 	unsigned int i;
 
 	reap_children(fz, true);
@@ -1045,11 +1027,7 @@ static void fuzz_cleanup(struct fuzz *fz, long long vmpin_base)
 	close(fz->file);
 	close(fz->tp);
 
-	/* A kernel thread may drop the last reference to a file late. */
-	deadline = mono_ns() + 2 * NSEC_PER_SEC;
-	while (vmpin_now_kb() != vmpin_base && mono_ns() < deadline)
-		usleep(10000);
-	if (vmpin_now_kb() != vmpin_base)
+	if (vmpin_settled(vmpin_base) != vmpin_base)
 		fail(fz, "VmPin after cleanup", vmpin_now_kb(), 0);
 }
 

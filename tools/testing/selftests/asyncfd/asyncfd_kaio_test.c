@@ -1592,7 +1592,7 @@ static void mt_report(void *arg)
 }
 
 /* VmPin once it equals @kb; a watchdog fails the test if it never does. */
-static long long vmpin_settled(long long kb)
+static long long vmpin_watched(long long kb)
 {
 	static const unsigned int still;
 	struct kaio_watch w;
@@ -1600,8 +1600,8 @@ static long long vmpin_settled(long long kb)
 
 	if (kaio_watch_start(&w, &still, NULL, NULL))
 		return vmpin_now_kb();
-	while ((now = vmpin_now_kb()) != kb)
-		usleep(10000);
+	while ((now = vmpin_settled(kb)) != kb)
+		;
 	kaio_watch_stop(&w);
 	return now;
 }
@@ -1691,7 +1691,7 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 
 	asyncfd_ring_exit(&mt->rings[0]);
 	asyncfd_ring_exit(&mt->rings[1]);
-	EXPECT_EQ(vmpin, vmpin_settled(vmpin));
+	EXPECT_EQ(vmpin, vmpin_watched(vmpin));
 	close(mt->failed);
 	pthread_cond_destroy(&mt->cond);
 	pthread_mutex_destroy(&mt->lock);
@@ -2083,7 +2083,7 @@ TEST(poll_on_itself_waits_without_holding_its_file)
 
 	asyncfd_ring_exit(&ring);
 	/* A watchdog fails the test if the ring is never unpinned. */
-	EXPECT_EQ(before, vmpin_settled(before));
+	EXPECT_EQ(before, vmpin_watched(before));
 	/* The release has run: the completion is in the aio ring. */
 	ASSERT_EQ(1, sys_io_getevents(aio, 1, 1, &ev, NULL));
 	EXPECT_EQ(2, ev.data);

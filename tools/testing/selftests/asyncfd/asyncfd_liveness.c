@@ -54,8 +54,6 @@
 #include "stress_helpers.h"
 #include "test_producer.h"
 
-#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
-
 #define PRODUCER_CPU	0
 #define CONSUMER_CPU	1
 

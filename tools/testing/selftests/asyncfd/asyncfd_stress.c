@@ -50,12 +50,6 @@
 #include "stress_helpers.h"
 #include "test_producer.h"
 
-#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
-
-static const char * const contexts[] = {
-	"process", "kthread", "workqueue", "softirq", "hardirq",
-};
-
 /* Plenty for the rings below, and small next to the guest's memory. */
 #define STRESS_MEMLOCK_PAGES	4096
 /* What the memlock probe may pin: enough to see a leak of a page. */
@@ -624,12 +618,7 @@ FIXTURE_TEARDOWN(stress)
 static void expect_unpinned(struct __test_metadata *_metadata,
 			    long long vmpin_base, long memlock_base)
 {
-	int64_t deadline = mono_ns() + 2 * NSEC_PER_SEC;
-
-	/* A producer's last reference may drop just after our close. */
-	while (vmpin_now_kb() != vmpin_base && mono_ns() < deadline)
-		usleep(10000);
-	EXPECT_EQ(vmpin_base, vmpin_now_kb());
+	EXPECT_EQ(vmpin_base, vmpin_settled(vmpin_base));
 	EXPECT_EQ(memlock_base, memlock_headroom(PROBE_MEMLOCK_PAGES));
 }
 

@@ -47,12 +47,6 @@
 #define NOBODY		65534
 #define EXEC_CHECK_ARG	"--exec-check"
 
-static const char * const contexts[] = {
-	"process", "kthread", "workqueue", "softirq", "hardirq",
-};
-
-#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
-
 /* poll() for results in the ring, and for results waiting in the kernel. */
 #define READABLE	(POLLIN | POLLRDNORM)
 #define BACKLOGGED	(POLLIN | POLLRDNORM | POLLPRI)
@@ -85,24 +79,6 @@ static long long pages_kb(unsigned int pages)
 	return pages * (getpagesize() / 1024LL);
 }
 
-static void fd_link(int fd, char *buf, size_t size)
-{
-	char path[64];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, buf, size - 1);
-	buf[n < 0 ? 0 : n] = '\0';
-}
-
-static bool is_asyncfd(int fd)
-{
-	char link[64];
-
-	fd_link(fd, link, sizeof(link));
-	return !strcmp(link, "anon_inode:[asyncfd]");
-}
-
 /* The descriptor the next open would return: a leaked one moves it. */
 static int lowest_free_fd(void)
 {
@@ -111,24 +87,6 @@ static int lowest_free_fd(void)
 	if (fd >= 0)
 		close(fd);
 	return fd;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
-/* Release may run after close() returns when a kernel thread drops the file. */
-static long long vmpin_settled(long long kb)
-{
-	long long deadline = now_ms() + 2000;
-
-	while (vmpin_now_kb() != kb && now_ms() < deadline)
-		usleep(10000);
-	return vmpin_now_kb();
 }
 
 /* What poll() reports for @fd right now, asked for all it could say. */
@@ -1347,7 +1305,7 @@ static bool thread_sleeping(pid_t tid)
  */
 static void waiter_start(struct __test_metadata *_metadata, struct waiter *w)
 {
-	long long deadline = now_ms() + 5000;
+	int64_t deadline = mono_ns() + 5 * NSEC_PER_SEC;
 	pid_t tid;
 
 	ASSERT_EQ(0, pthread_create(&w->thread, NULL, waiter_run, w));
@@ -1355,7 +1313,7 @@ static void waiter_start(struct __test_metadata *_metadata, struct waiter *w)
 	       !thread_sleeping(tid)) {
 		if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
 			break;
-		ASSERT_LT(now_ms(), deadline);
+		ASSERT_LT(mono_ns(), deadline);
 		usleep(1000);
 	}
 }
@@ -3201,7 +3159,7 @@ static void *poster_run(void *arg)
 TEST(close_during_post_loses_nothing)
 {
 	unsigned int raced[ARRAY_SIZE(contexts)] = {};
-	long long end = now_ms() + RACE_SECONDS * 1000;
+	int64_t end = mono_ns() + RACE_SECONDS * NSEC_PER_SEC;
 	unsigned int i, c, total_raced = 0;
 	long long base = vmpin_now_kb();
 	struct watchdog wd;
@@ -3211,11 +3169,11 @@ TEST(close_during_post_loses_nothing)
 	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "close during a post");
 	for (i = 0; i < RACE_ROUNDS || !total_raced; i++) {
 		struct poster p = { .context = contexts[i % ARRAY_SIZE(contexts)] };
-		long long deadline = now_ms() + 5000;
+		int64_t deadline = mono_ns() + 5 * NSEC_PER_SEC;
 		struct asyncfd_ring ring;
 		pthread_t thread;
 
-		if (now_ms() >= end) {
+		if (mono_ns() >= end) {
 			ASSERT_NE(0, total_raced) {
 				TH_LOG("no close cut a post short in %u rounds", i);
 			}
@@ -3231,7 +3189,7 @@ TEST(close_during_post_loses_nothing)
 		/* Close once the post is under way. */
 		while (!__atomic_load_n(&ring.hdr->ikernel, __ATOMIC_ACQUIRE) &&
 		       !__atomic_load_n(&p.done, __ATOMIC_ACQUIRE)) {
-			ASSERT_LT(now_ms(), deadline);
+			ASSERT_LT(mono_ns(), deadline);
 			sched_yield();
 		}
 		ASSERT_EQ(0, close(ring.fd));
@@ -3277,10 +3235,10 @@ struct shared_handle {
 static void *shared_poster_run(void *arg)
 {
 	struct shared_handle *sh = arg;
-	long long end = now_ms() + SHARED_SECONDS * 1000;
+	int64_t end = mono_ns() + SHARED_SECONDS * NSEC_PER_SEC;
 	struct post_result r;
 
-	while (!sh->ret && now_ms() < end) {
+	while (!sh->ret && mono_ns() < end) {
 		sh->ret = test_producer_send_from(sh->tp, sh->fd, "workqueue",
 						  true, false, 1, SHARED_COUNT, 1,
 						  &r);

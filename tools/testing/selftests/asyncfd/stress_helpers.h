@@ -2,10 +2,10 @@
 /*
  * What the tests share: time budgets, knobs from the environment, a
  * seeded random generator, numbers from fdinfo, such as the kernel's
- * counts of results that waited, descriptors passed with SCM_RIGHTS,
- * and the two views of pinned memory that must come back to where they
- * started: VmPin of the process and the locked_vm of the user, which
- * only shows through RLIMIT_MEMLOCK.
+ * counts of results that waited, what a descriptor names, descriptors
+ * passed with SCM_RIGHTS, and the two views of pinned memory that must
+ * come back to where they started: VmPin of the process and the
+ * locked_vm of the user, which only shows through RLIMIT_MEMLOCK.
  */
 #ifndef __STRESS_HELPERS_H
 #define __STRESS_HELPERS_H
@@ -146,6 +146,39 @@ static inline long long fdinfo_waiting_peak(int fd)
 static inline long long vmpin_now_kb(void)
 {
 	return proc_field("/proc/self/status", "VmPin");
+}
+
+/*
+ * VmPin once it equals @kb, or as it stands after 2 s: a ring is
+ * unpinned when the last reference to its file drops, which a kernel
+ * thread may hold for a moment after our close() returned.
+ */
+static inline long long vmpin_settled(long long kb)
+{
+	int64_t deadline = mono_ns() + 2 * NSEC_PER_SEC;
+
+	while (vmpin_now_kb() != kb && mono_ns() < deadline)
+		usleep(10000);
+	return vmpin_now_kb();
+}
+
+/* What /proc/self/fd/@fd links to, in @buf of @size; "" if nothing. */
+static inline void fd_link(int fd, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, buf, size - 1);
+	buf[n < 0 ? 0 : n] = '\0';
+}
+
+static inline bool is_asyncfd(int fd)
+{
+	char link[64];
+
+	fd_link(fd, link, sizeof(link));
+	return !strcmp(link, "anon_inode:[asyncfd]");
 }
 
 /* Exit status of child @pid, or 128 + the signal that killed it. */

@@ -15,6 +15,15 @@
 #include <unistd.h>
 
 #define TEST_PRODUCER_PATH		"/sys/kernel/debug/test_asyncfd"
+#define NO_PRODUCER "no " TEST_PRODUCER_PATH ": needs CONFIG_TEST_ASYNCFD and debugfs"
+
+/*
+ * Every context the producer posts from, the calling task first: tests
+ * that index past it, to post from elsewhere, rely on the order.
+ */
+static const char * const contexts[] = {
+	"process", "kthread", "workqueue", "softirq", "hardirq",
+};
 
 /* Where the producer ran, as it reports in asyncfd_result.res. */
 #define TEST_PRODUCER_IN_HARDIRQ	1
