@@ -4,7 +4,8 @@
  *
  * Reads go to a regular file, which completes them inside io_submit(),
  * and to null_blk devices whose irqmode makes them complete in the
- * submitter's context, in softirq or in hard interrupt context.  Every
+ * submitter's context, in softirq or in hard interrupt context; fsyncs
+ * complete from a workqueue, where aio runs them.  Every
  * test counts results by cookie: each request must show up exactly
  * once, and while its asyncfd is open only in the asyncfd ring.  A
  * completion that finds the ring full waits in the kernel, in its own
@@ -322,15 +323,18 @@ static double busy_tick_rate(struct __test_metadata *_metadata,
 
 /*
  * Results counted by cookie.  Cookie c, 1 <= c <= total, was submitted
- * from iocbs[(c - 1) % nr_iocbs] and must complete with @res.  The
- * tally lives in a shared mapping, so that a child that consumes can
- * leave its count to the parent.
+ * from iocbs[(c - 1) % nr_iocbs] and must complete with @res, or with
+ * res_of[c] if set, and res2 0.  If @dest is set, it must arrive where
+ * dest[c] says, @source being where the tally takes results from now.
+ * The tally lives in a shared mapping, so that a child that consumes
+ * can leave its count to the parent.
  */
 struct tally {
 	unsigned int total;
 	unsigned int got;		/* stored with atomics: a watchdog reads it */
 	unsigned int duplicates;
 	unsigned int bad;		/* unknown cookie, wrong obj or wrong res */
+	unsigned int misplaced;		/* arrived elsewhere than dest[] says */
 	unsigned int via_ring;
 	unsigned int via_getevents;
 	unsigned int flushes;		/* reaps after which results still waited */
@@ -338,6 +342,9 @@ struct tally {
 	const struct iocb *iocbs;
 	unsigned int nr_iocbs;
 	long long res;
+	const long long *res_of;
+	const unsigned char *dest;
+	unsigned char source;
 	struct asyncfd_ring *ring;	/* the one consumed, for reports */
 	size_t len;
 	unsigned char seen[];
@@ -368,7 +375,7 @@ static void tally_free(struct tally *t)
 }
 
 static void tally_take(struct tally *t, uint64_t cookie, uint64_t obj,
-		       int64_t res)
+		       int64_t res, int64_t res2)
 {
 	__atomic_store_n(&t->got, t->got + 1, __ATOMIC_RELAXED);
 	if (!cookie || cookie > t->total) {
@@ -380,8 +387,10 @@ static void tally_take(struct tally *t, uint64_t cookie, uint64_t obj,
 		return;
 	}
 	if (obj != (uintptr_t)&t->iocbs[(cookie - 1) % t->nr_iocbs] ||
-	    res != t->res)
+	    res != (t->res_of ? t->res_of[cookie] : t->res) || res2)
 		t->bad++;
+	if (t->dest && t->dest[cookie] != t->source)
+		t->misplaced++;
 }
 
 static unsigned int tally_missing(const struct tally *t)
@@ -401,7 +410,8 @@ static unsigned int tally_reap(struct tally *t, struct asyncfd_ring *ring)
 
 	while ((n = asyncfd_reap(ring, res, ARRAY_SIZE(res)))) {
 		for (i = 0; i < n; i++)
-			tally_take(t, res[i].cookie, res[i].obj, res[i].res);
+			tally_take(t, res[i].cookie, res[i].obj, res[i].res,
+				   res[i].res2);
 		t->via_ring += n;
 		total += n;
 	}
@@ -422,7 +432,8 @@ static int tally_getevents(struct tally *t, aio_context_t aio, unsigned int nr)
 		if (n < 0)
 			return -errno;
 		for (i = 0; i < n; i++)
-			tally_take(t, ev[i].data, ev[i].obj, ev[i].res);
+			tally_take(t, ev[i].data, ev[i].obj, ev[i].res,
+				   ev[i].res2);
 		t->via_getevents += n;
 		nr -= n;
 	}
@@ -448,6 +459,7 @@ static void expect_tally_complete(struct __test_metadata *_metadata,
 	EXPECT_EQ(t->total, t->got);
 	EXPECT_EQ(0, t->bad);
 	EXPECT_EQ(0, t->duplicates);
+	EXPECT_EQ(0, t->misplaced);
 	EXPECT_EQ(0, tally_missing(t));
 }
 
@@ -532,6 +544,19 @@ static void consume(struct __test_metadata *_metadata, struct tally *t,
 	EXPECT_FALSE(asyncfd_waiting(ring));
 }
 
+/* tally_getevents() under a watchdog, which fails the test if it stalls. */
+static void getevents(struct __test_metadata *_metadata, struct tally *t,
+		      aio_context_t aio, unsigned int nr)
+{
+	struct kaio_watch w;
+	int ret;
+
+	ASSERT_EQ(0, kaio_watch_start(&w, &t->got, tally_report, t));
+	ret = tally_getevents(t, aio, nr);
+	kaio_watch_stop(&w);
+	ASSERT_EQ(0, ret) TH_LOG("io_getevents: %s", strerror(-ret));
+}
+
 /* The aio ring has nothing, without waiting for anything. */
 static int aio_ring_events(aio_context_t aio)
 {
@@ -539,6 +564,36 @@ static int aio_ring_events(aio_context_t aio)
 	struct io_event ev;
 
 	return sys_io_getevents(aio, 0, 1, &ev, &zero);
+}
+
+/*
+ * The header of the aio ring, which io_setup() maps at the address that
+ * it returns as the context: the ring has @nr slots, of which one stays
+ * empty, and holds the events from @head up to @tail.
+ */
+struct aio_ring_header {
+	unsigned int id;
+	unsigned int nr;
+	unsigned int head;
+	unsigned int tail;
+	unsigned int magic;
+};
+
+#define AIO_RING_MAGIC	0xa10a10a1
+
+static const struct aio_ring_header *aio_ring_header(aio_context_t aio)
+{
+	return (const struct aio_ring_header *)(uintptr_t)aio;
+}
+
+/* The events that the aio ring holds now, taking none. */
+static unsigned int aio_ring_held(aio_context_t aio)
+{
+	const struct aio_ring_header *ring = aio_ring_header(aio);
+	unsigned int head = __atomic_load_n(&ring->head, __ATOMIC_ACQUIRE);
+	unsigned int tail = __atomic_load_n(&ring->tail, __ATOMIC_ACQUIRE);
+
+	return (tail + ring->nr - head) % ring->nr;
 }
 
 static long long waiting_in_kernel(int fd)
@@ -893,7 +948,11 @@ TEST(resfd_without_getevents_runs_out)
 	close(fd);
 }
 
-/* Bad iocbs: each gets its errno and leaves no trace, not even a slot. */
+/*
+ * Bad iocbs: each gets its errno and leaves no trace, not even a slot.
+ * aio refuses an fsync of a file without one, such as a pipe, with
+ * EINVAL at io_submit(), rather than run it and deliver EINVAL.
+ */
 TEST(bad_iocbs_rejected_without_consuming)
 {
 	struct asyncfd_ring ring;
@@ -902,19 +961,24 @@ TEST(bad_iocbs_rejected_without_consuming)
 	struct io_event ev;
 	aio_context_t aio;
 	eventfd_t count;
-	int fd, efd, ret, i, j;
+	int fd, efd, ret, i, j, pipefd[2];
 	char *buf;
 	struct {
 		const char *what;
 		unsigned int flags;
 		int resfd;	/* -1: the asyncfd */
 		int err;
+		unsigned int opcode;	/* of the file, or a sync of the pipe */
 	} cases[] = {
 		{ "RESFD with ASYNCFD", IOCB_FLAG_ASYNCFD | IOCB_FLAG_RESFD,
 		  -1, EINVAL },
 		{ "eventfd as asyncfd", IOCB_FLAG_ASYNCFD, 0, EINVAL },
 		{ "file as asyncfd", IOCB_FLAG_ASYNCFD, 0, EINVAL },
 		{ "closed fd", IOCB_FLAG_ASYNCFD, 0, EBADF },
+		{ "fsync of a pipe", IOCB_FLAG_ASYNCFD, -1, EINVAL,
+		  IOCB_CMD_FSYNC },
+		{ "fdatasync of a pipe", IOCB_FLAG_ASYNCFD, -1, EINVAL,
+		  IOCB_CMD_FDSYNC },
 	};
 
 	ret = asyncfd_ring_setup(&ring, 16, ASYNCFD_CLOEXEC);
@@ -925,6 +989,7 @@ TEST(bad_iocbs_rejected_without_consuming)
 	ASSERT_LE(0, fd);
 	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, pipe2(pipefd, O_CLOEXEC));
 	cases[1].resfd = efd;
 	cases[2].resfd = fd;
 	cases[3].resfd = dup(fd);
@@ -940,8 +1005,13 @@ TEST(bad_iocbs_rejected_without_consuming)
 
 			if (resfd < 0)
 				resfd = ring.fd;
-			kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0, resfd,
-				       i * 1000 + j + 1);
+			if (cases[i].opcode == IOCB_CMD_PREAD)
+				kaio_prep_read(&iocb, fd, buf, KAIO_BLOCK, 0,
+					       resfd, i * 1000 + j + 1);
+			else
+				kaio_prep_fsync(&iocb, pipefd[j & 1],
+						cases[i].opcode == IOCB_CMD_FDSYNC,
+						resfd, i * 1000 + j + 1);
 			iocb.aio_flags = cases[i].flags;
 			ret = sys_io_submit(aio, 1, &iocbp);
 			if (ret != -1 || errno != cases[i].err)
@@ -970,6 +1040,8 @@ TEST(bad_iocbs_rejected_without_consuming)
 
 	EXPECT_EQ(0, sys_io_destroy(aio));
 	free(buf);
+	close(pipefd[0]);
+	close(pipefd[1]);
 	close(efd);
 	close(fd);
 	asyncfd_ring_exit(&ring);
@@ -1237,12 +1309,12 @@ TEST_F(kaio, scm_rights_receiver_without_aio_collects)
 
 #define BOUND_NR_EVENTS	8
 #define BOUND_RING	4
-#define BOUND_PROBE_MAX	65536
 
 /*
- * Reads named @afd, one per io_submit(), from iocbs[first] on with
- * cookies first + 1 on, until io_submit() fails with EAGAIN or @max
- * iocbs are used; how many it took, or -errno on another failure.
+ * Reads, one per io_submit(), from iocbs[first] on with cookies first + 1
+ * on, until io_submit() fails with EAGAIN or @max iocbs are used; how
+ * many it took, or -errno on another failure.  Their completions go to
+ * @afd, or to the aio ring if @afd is -1.
  */
 static int submit_until_eagain(aio_context_t aio, int fd, char *buf,
 			       struct iocb *iocbs, unsigned int first,
@@ -1256,6 +1328,10 @@ static int submit_until_eagain(aio_context_t aio, int fd, char *buf,
 		kaio_prep_read(iocbp, fd, buf, KAIO_BLOCK,
 			       ((k + 1) % KAIO_SPAN_BLOCKS) * KAIO_BLOCK, afd,
 			       k + 1);
+		if (afd < 0) {
+			iocbp->aio_flags = 0;
+			iocbp->aio_resfd = 0;
+		}
 		if (sys_io_submit(aio, 1, &iocbp) == 1)
 			continue;
 		if (errno != EAGAIN)
@@ -1266,122 +1342,115 @@ static int submit_until_eagain(aio_context_t aio, int fd, char *buf,
 }
 
 /*
- * How many requests a fresh context of io_setup(@nr_events) takes on
- * this CPU before EAGAIN, found with polls of an empty pipe, which
- * never complete.  The aio reservations come in per-CPU batches, so
- * this is more than @nr_events and depends on the CPU count; -errno.
- */
-static int aio_request_bound(unsigned int nr_events)
-{
-	struct iocb *iocbs = calloc(BOUND_PROBE_MAX, sizeof(*iocbs));
-	aio_context_t aio;
-	int pipefd[2], bound = 0, err = 0;
-
-	if (!iocbs)
-		return -ENOMEM;
-	if (pipe2(pipefd, O_CLOEXEC)) {
-		free(iocbs);
-		return -errno;
-	}
-	if (sys_io_setup(nr_events, &aio)) {
-		err = -errno;
-		goto out;
-	}
-	for (bound = 0; bound < BOUND_PROBE_MAX; bound++) {
-		struct iocb *iocbp = &iocbs[bound];
-
-		iocbp->aio_lio_opcode = IOCB_CMD_POLL;
-		iocbp->aio_fildes = pipefd[0];
-		iocbp->aio_buf = POLLIN;
-		if (sys_io_submit(aio, 1, &iocbp) != 1)
-			break;
-	}
-	if (bound == BOUND_PROBE_MAX)
-		err = -E2BIG;
-	else if (errno != EAGAIN)
-		err = -errno;
-	/* Cancels the polls. */
-	sys_io_destroy(aio);
-out:
-	close(pipefd[0]);
-	close(pipefd[1]);
-	free(iocbs);
-	return err ?: bound;
-}
-
-/*
- * A request whose result waits in the asyncfd keeps its aio
- * reservation until the result enters the ring: a context stays at its
- * bound while results wait, and only reaping and flushing make room.
+ * io_setup() sizes the aio ring for nr_events, and a context takes no
+ * more requests than the ring has slots for: each request holds a
+ * reservation until its event can no longer need a slot.  A result that
+ * waits in the asyncfd still may, as the asyncfd can be released first,
+ * so its request keeps the reservation until the result enters the
+ * asyncfd ring; one that went to the aio ring keeps it until
+ * io_getevents() has taken it.
  *
- * The bound is found first with requests that never complete.  With
- * nobody reaping, only the BOUND_RING - 1 results that found room in
- * the ring give their reservation back, so the reads taken before
- * EAGAIN, counting those taken after all had completed, can exceed the
- * bound by that many and no more.  Everything runs on one CPU: the
- * reservations are cached per CPU, and a bound measured on two would
- * be lower.  Catches a kernel that gives the reservation back when a
- * completion starts to wait (io_submit() then never fails, or succeeds
- * again once results wait), and one that never gives it back (no
- * submission after the flush).
+ * The test fills a context to EAGAIN with reads whose results, as
+ * nobody reaps, wait in a ring of BOUND_RING, and keeps it at its bound:
+ * - what holds a reservation, every result but the BOUND_RING - 1 that
+ *   the ring stored, is at least nr_events and fits the aio ring;
+ * - with every read complete, one more io_submit() fails with EAGAIN;
+ * - letting n waiting results into the ring gives back exactly n
+ *   reservations: n io_submit() calls succeed, and the next one fails;
+ * - the close of the asyncfd sends every waiting result to the aio ring,
+ *   where each still holds its reservation: io_submit() fails, with and
+ *   without an asyncfd, until io_getevents() has taken them;
+ * - then the context takes again no more than the aio ring holds, and
+ *   io_getevents() finds every event: none was overwritten.
+ * Everything runs on one CPU, as aio caches reservations per CPU.
+ *
+ * Catches a kernel that gives the reservation back when a result starts
+ * to wait (io_submit() does not fail at the bound), or when a waiting
+ * result falls back to the aio ring (io_submit() succeeds after the
+ * close, and the aio ring can be asked for more events than it holds),
+ * and one that never gives it back for a result that waited (nothing is
+ * taken after the flush).
  */
-TEST_F(kaio, reservation_kept_while_results_wait)
+TEST_F(kaio, reservation_bounds_a_context_while_results_wait)
 {
-	unsigned int room = BOUND_RING - 1, max, more;
-	struct asyncfd_ring small;
+	unsigned int room = BOUND_RING - 1, slots, limit, cookies;
+	struct asyncfd_ring small, other;
 	struct iocb *iocbs;
 	aio_context_t aio;
 	struct tally *t;
-	int bound, taken, again;
+	int taken, again;
+	long long held;
 	char *buf;
 
 	ASSERT_EQ(0, pin_to_this_cpu());
-	bound = aio_request_bound(BOUND_NR_EVENTS);
-	ASSERT_LT(0, bound) TH_LOG("probing the bound: %s", strerror(-bound));
-	ASSERT_LT(room, bound);
-	ksft_print_msg("io_setup(%d) takes %d requests on one CPU\n",
-		       BOUND_NR_EVENTS, bound);
-
+	ASSERT_EQ(0, sys_io_setup(BOUND_NR_EVENTS, &aio));
+	ASSERT_EQ(AIO_RING_MAGIC, aio_ring_header(aio)->magic);
+	slots = aio_ring_header(aio)->nr;
+	ASSERT_LT(BOUND_NR_EVENTS, slots);
 	/* Room to see a kernel that lets twice the bound through. */
-	max = 2 * bound + 64;
-	iocbs = calloc(max + 1, sizeof(*iocbs));
+	limit = 2 * slots + 64;
+	iocbs = calloc(2 * limit + room, sizeof(*iocbs));
 	ASSERT_NE(NULL, iocbs);
-	t = tally_new(max + 1, iocbs, max + 1, KAIO_BLOCK);
+	t = tally_new(2 * limit + room, iocbs, 2 * limit + room, KAIO_BLOCK);
 	ASSERT_NE(NULL, t);
 	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
 	ASSERT_EQ(0, asyncfd_ring_setup(&small, BOUND_RING, ASYNCFD_CLOEXEC));
-	ASSERT_EQ(0, sys_io_setup(BOUND_NR_EVENTS, &aio));
+	ASSERT_EQ(0, asyncfd_ring_setup(&other, BOUND_RING, ASYNCFD_CLOEXEC));
 
-	taken = submit_until_eagain(aio, self->fd, buf, iocbs, 0, max, small.fd);
-	ASSERT_LE(0, taken) TH_LOG("io_submit: %s", strerror(-taken));
-	ASSERT_GT(max, taken) TH_LOG("no EAGAIN while results waited");
-	wait_arrived(_metadata, &small, taken);
-	ASSERT_TRUE(asyncfd_waiting(&small));
-	again = submit_until_eagain(aio, self->fd, buf, iocbs, taken, max,
+	taken = submit_until_eagain(aio, self->fd, buf, iocbs, 0, limit,
 				    small.fd);
-	ASSERT_LE(0, again) TH_LOG("io_submit: %s", strerror(-again));
-	/* Nothing was flushed, so results still wait: the EAGAIN is theirs. */
-	EXPECT_TRUE(asyncfd_waiting(&small));
-	EXPECT_GE(bound + room, taken + again) {
-		TH_LOG("bound %d: %d taken, then %d more with %lld waiting",
-		       bound, taken, again, waiting_in_kernel(small.fd));
+	ASSERT_LE(0, taken) TH_LOG("io_submit: %s", strerror(-taken));
+	ASSERT_GT(limit, taken) TH_LOG("no EAGAIN while results waited");
+	wait_arrived(_metadata, &small, taken);
+	held = waiting_in_kernel(small.fd);
+	EXPECT_EQ(taken - room, held);
+	EXPECT_LE(BOUND_NR_EVENTS, held);
+	EXPECT_GT(slots, held) {
+		TH_LOG("%lld requests hold a slot of an aio ring of %u",
+		       held, slots);
 	}
-	ksft_print_msg("%d taken, %d more once complete, %lld waiting\n",
-		       taken, again, waiting_in_kernel(small.fd));
+	ksft_print_msg("io_setup(%d): aio ring of %u, %d taken, %lld waiting\n",
+		       BOUND_NR_EVENTS, slots, taken, held);
+	cookies = taken;
+	EXPECT_EQ(0, submit_until_eagain(aio, self->fd, buf, iocbs, cookies,
+					 cookies + 1, small.fd));
 
-	more = taken + again;
-	wait_arrived(_metadata, &small, more);
-	consume(_metadata, t, &small, more, WAIT_POLL);
-	/* Every result is in: their reservations are back. */
-	EXPECT_EQ(1, submit_until_eagain(aio, self->fd, buf, iocbs, more,
-					 more + 1, small.fd));
-	consume(_metadata, t, &small, more + 1, WAIT_POLL);
+	EXPECT_EQ(room, tally_reap(t, &small));
+	EXPECT_EQ(held - room, asyncfd_flush(&small));
+	EXPECT_EQ(room, submit_until_eagain(aio, self->fd, buf, iocbs, cookies,
+					    cookies + room + 1, small.fd));
+	cookies += room;
+	wait_arrived(_metadata, &small, taken);
+	EXPECT_EQ(held, waiting_in_kernel(small.fd));
 
-	t->total = more + 1;
+	EXPECT_EQ(0, close(small.fd));
+	small.fd = -1;
+	EXPECT_EQ(held, aio_ring_held(aio));
+	EXPECT_EQ(0, submit_until_eagain(aio, self->fd, buf, iocbs, cookies,
+					 cookies + 1, -1));
+	EXPECT_EQ(0, submit_until_eagain(aio, self->fd, buf, iocbs, cookies,
+					 cookies + 1, other.fd));
+	/* Our memory still has what the ring got before the close. */
+	EXPECT_EQ(room, tally_reap(t, &small));
+	getevents(_metadata, t, aio, held);
+	EXPECT_EQ(0, aio_ring_held(aio));
+
+	again = submit_until_eagain(aio, self->fd, buf, iocbs, cookies,
+				    cookies + limit, -1);
+	ASSERT_LE(0, again) TH_LOG("io_submit: %s", strerror(-again));
+	EXPECT_LE(BOUND_NR_EVENTS, again);
+	EXPECT_GT(slots, again) {
+		TH_LOG("%d requests for an aio ring of %u", again, slots);
+	}
+	getevents(_metadata, t, aio, again);
+	cookies += again;
+	t->total = cookies;
 	expect_tally_complete(_metadata, t);
-	EXPECT_LT(0, fdinfo_get(small.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(held + again, t->via_getevents);
 	EXPECT_EQ(0, aio_ring_events(aio));
+	EXPECT_EQ(0, asyncfd_ring_ready(&other));
 	EXPECT_EQ(0, sys_io_destroy(aio));
+	asyncfd_ring_exit(&other);
 	asyncfd_ring_exit(&small);
 	free(buf);
 	tally_free(t);
@@ -1402,11 +1471,9 @@ TEST_F(kaio, close_sends_waiting_results_to_aio_ring)
 {
 	struct iocb iocbs[CLOSE_REQUESTS];
 	struct asyncfd_ring small;
-	struct kaio_watch w;
 	long long waiting;
 	struct tally *t;
 	char *buf;
-	int ret;
 
 	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
 	t = tally_new(CLOSE_REQUESTS, iocbs, CLOSE_REQUESTS, KAIO_BLOCK);
@@ -1427,10 +1494,7 @@ TEST_F(kaio, close_sends_waiting_results_to_aio_ring)
 	small.fd = -1;
 	/* Our memory still has what the ring got before the close. */
 	EXPECT_EQ(CLOSE_RING - 1, tally_reap(t, &small));
-	ASSERT_EQ(0, kaio_watch_start(&w, &t->got, tally_report, t));
-	ret = tally_getevents(t, self->aio, waiting);
-	kaio_watch_stop(&w);
-	ASSERT_EQ(0, ret) TH_LOG("io_getevents: %s", strerror(-ret));
+	getevents(_metadata, t, self->aio, waiting);
 	EXPECT_EQ(0, aio_ring_events(self->aio));
 	EXPECT_EQ(waiting, t->via_getevents);
 	EXPECT_EQ(0, asyncfd_ring_ready(&small));
@@ -1440,16 +1504,102 @@ TEST_F(kaio, close_sends_waiting_results_to_aio_ring)
 	free(buf);
 }
 
+#define SYNC_REQUESTS	32
+#define SYNC_RING	8
+
+/*
+ * SYNC_REQUESTS iocbs in one io_submit(), into a ring of SYNC_RING that
+ * nobody reaps until all have arrived: fsyncs and fdatasyncs in turn,
+ * and with @with_reads a read before each.  Every result must reach the
+ * ring exactly once, most after waiting, with its iocb in obj and its
+ * own res: the byte count for a read, 0 for an fsync.
+ */
+static void syncs_through_small_ring(struct __test_metadata *_metadata,
+				     aio_context_t aio, int fd, bool with_reads)
+{
+	struct iocb iocbs[SYNC_REQUESTS], *batch[SYNC_REQUESTS];
+	long long res_of[SYNC_REQUESTS + 1];
+	unsigned int room = SYNC_RING - 1, k;
+	struct asyncfd_ring small;
+	struct tally *t;
+	char *buf;
+
+	ASSERT_EQ(0, posix_memalign((void **)&buf, KAIO_BLOCK, KAIO_BLOCK));
+	ASSERT_EQ(0, asyncfd_ring_setup(&small, SYNC_RING, ASYNCFD_CLOEXEC));
+	t = tally_new(SYNC_REQUESTS, iocbs, SYNC_REQUESTS, 0);
+	ASSERT_NE(NULL, t);
+	t->res_of = res_of;
+	for (k = 0; k < SYNC_REQUESTS; k++) {
+		if (with_reads && !(k & 1)) {
+			kaio_prep_read(&iocbs[k], fd, buf, KAIO_BLOCK,
+				       k * KAIO_BLOCK, small.fd, k + 1);
+			res_of[k + 1] = KAIO_BLOCK;
+		} else {
+			kaio_prep_fsync(&iocbs[k], fd,
+					k & (with_reads ? 2 : 1), small.fd,
+					k + 1);
+			res_of[k + 1] = 0;
+		}
+		batch[k] = &iocbs[k];
+	}
+	ASSERT_EQ(SYNC_REQUESTS, sys_io_submit(aio, SYNC_REQUESTS, batch)) {
+		TH_LOG("io_submit: %s", strerror(errno));
+	}
+	wait_arrived(_metadata, &small, SYNC_REQUESTS);
+	EXPECT_EQ(room, asyncfd_ring_ready(&small));
+	EXPECT_EQ(SYNC_REQUESTS - room, waiting_in_kernel(small.fd));
+	EXPECT_EQ(0, aio_ring_held(aio));
+
+	consume(_metadata, t, &small, SYNC_REQUESTS, WAIT_EPOLL);
+	expect_tally_complete(_metadata, t);
+	EXPECT_EQ(SYNC_REQUESTS, t->via_ring);
+	EXPECT_EQ(SYNC_REQUESTS - room, fdinfo_waited_total(small.fd));
+	EXPECT_EQ(0, aio_ring_events(aio));
+	asyncfd_ring_exit(&small);
+	tally_free(t);
+	free(buf);
+}
+
+/*
+ * aio runs IOCB_CMD_FSYNC and IOCB_CMD_FDSYNC in a workqueue, which
+ * completes them there: in process context, but not the submitter's.
+ * Each must reach the ring exactly once with the result of the fsync,
+ * 0, and those that find the ring full wait like any other.  Catches a
+ * kernel that delivers to the asyncfd only the completions of reads and
+ * writes (the fsyncs land in the aio ring and the watchdog fails the
+ * wait), that takes res from anything but the fsync, or that puts the
+ * file of a request without I/O of its own twice (KASAN).
+ */
+TEST_F(kaio, fsyncs_deliver_once_through_the_ring)
+{
+	syncs_through_small_ring(_metadata, self->aio, self->fd, false);
+}
+
+/*
+ * Reads and fsyncs in one io_submit(), which complete in different
+ * places: the reads where the variant completes them, the fsyncs in the
+ * workqueue, and in the ring they queue up together.  Catches results
+ * of one kind that go astray, or that carry the res of the other.
+ */
+TEST_F(kaio, reads_and_fsyncs_in_one_submit)
+{
+	syncs_through_small_ring(_metadata, self->aio, self->fd, true);
+}
+
 #define MT_SUBMITTERS		2
 #define MT_BATCH		8
 #define MT_WINDOW		4	/* batches in flight per submitter */
 #define MT_ROUNDS		128
 #define MT_RING			16
+#define MT_RINGS		3
 #define MT_PER_SUBMITTER	(MT_ROUNDS * MT_BATCH)
 #define MT_TOTAL		(MT_SUBMITTERS * MT_PER_SUBMITTER)
 
-/* The asyncfd each iocb of a batch names: switches, and runs of two. */
-static const unsigned int mt_pattern[MT_BATCH] = { 0, 1, 0, 1, 0, 0, 1, 1 };
+/*
+ * The asyncfd that each iocb of a batch names, A B A C A A B C: A first
+ * and most, switches between all three, and a run of two.
+ */
+static const unsigned int mt_pattern[MT_BATCH] = { 0, 1, 0, 2, 0, 0, 1, 2 };
 
 struct mt;
 
@@ -1465,7 +1615,7 @@ struct mt {
 	aio_context_t aio;
 	int fd;
 	char *buf;
-	struct asyncfd_ring rings[2];
+	struct asyncfd_ring rings[MT_RINGS];
 	int failed;		/* an eventfd: a submitter gave up */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -1475,6 +1625,7 @@ struct mt {
 	unsigned int duplicates;
 	unsigned int bad;
 	unsigned int wrong_ring;
+	unsigned int delivered[MT_RINGS];
 	unsigned int flushes;
 	unsigned char seen[MT_TOTAL];
 	struct mt_submitter sub[MT_SUBMITTERS];
@@ -1539,6 +1690,7 @@ static void mt_take(struct mt *mt, unsigned int ring,
 	i = n % MT_BATCH;
 	k = (n / MT_BATCH % MT_WINDOW) * MT_BATCH + i;
 	done[id]++;
+	mt->delivered[ring]++;
 	if (mt_pattern[i] != ring)
 		mt->wrong_ring++;
 	if (res->obj != (uintptr_t)&mt->sub[id].iocbs[k] ||
@@ -1546,7 +1698,7 @@ static void mt_take(struct mt *mt, unsigned int ring,
 		mt->bad++;
 }
 
-/* Reap both rings and flush what waits; how much happened, or -errno. */
+/* Reap every ring and flush what waits; how much happened, or -errno. */
 static int mt_reap(struct mt *mt)
 {
 	unsigned int done[MT_SUBMITTERS] = { 0 };
@@ -1554,7 +1706,7 @@ static int mt_reap(struct mt *mt)
 	unsigned int n, i, r, id;
 	int ret, progress = 0;
 
-	for (r = 0; r < 2; r++) {
+	for (r = 0; r < MT_RINGS; r++) {
 		while ((n = asyncfd_reap(&mt->rings[r], res, ARRAY_SIZE(res)))) {
 			for (i = 0; i < n; i++)
 				mt_take(mt, r, &res[i], done);
@@ -1583,12 +1735,12 @@ static void mt_report(void *arg)
 
 	printf("# %u of %u results taken\n",
 	       __atomic_load_n(&mt->got, __ATOMIC_RELAXED), MT_TOTAL);
-	for (r = 0; r < 2; r++)
+	for (r = 0; r < MT_RINGS; r++)
 		printf("# ring %u holds %u, kflags %#x, %lld wait in the kernel\n",
 		       r, asyncfd_ring_ready(&mt->rings[r]),
 		       __atomic_load_n(&mt->rings[r].hdr->kflags, __ATOMIC_ACQUIRE),
 		       fdinfo_get(mt->rings[r].fd, "asyncfd-waiting"));
-	printf("# the aio ring has %d events\n", aio_ring_events(mt->aio));
+	printf("# the aio ring holds %u events\n", aio_ring_held(mt->aio));
 }
 
 /* VmPin once it equals @kb; a watchdog fails the test if it never does. */
@@ -1607,21 +1759,25 @@ static long long vmpin_watched(long long kb)
 }
 
 /*
- * Two threads submit at once, each io_submit() naming two asyncfds in
- * turn, while a third consumes: the process shares its fd table, so
- * io_submit() takes and drops a real file reference for each switch.
- * Every result must come once, into the ring its iocb named, and both
- * asyncfds must be released by their close.  Catches a reference
- * dropped wrongly when one io_submit() names several asyncfds (the
- * file is released early: results go to the aio ring, or KASAN sees
+ * Two threads submit at once to one aio context, each io_submit()
+ * naming three asyncfds in turn, A B A C A A B C, while a third thread
+ * consumes: the process shares its fd table, so io_submit() takes and
+ * drops a real file reference for each switch.  The context keeps a
+ * reference on A, the first asyncfd it saw, which the requests naming A
+ * borrow, and those naming B or C hold their own.  Every result must
+ * come once, into the ring its iocb named, and every asyncfd must be
+ * released by its close.  Catches a reference dropped wrongly when one
+ * io_submit() names several asyncfds, or when a request's reference is
+ * taken for the borrowed one or the other way round (the file or the
+ * context is released early: results go to the aio ring, or KASAN sees
  * the use after free), and one never dropped (the ring stays pinned
- * after the close).
+ * after the close, or kmemleak finds the context).
  */
 TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 {
 	struct mt *mt = calloc(1, sizeof(*mt));
 	struct kaio_watch w;
-	struct pollfd pfd[3];
+	struct pollfd pfd[MT_RINGS + 1];
 	unsigned int s, missing = 0, i;
 	long long vmpin;
 	int ret = 0;
@@ -1631,15 +1787,16 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 	mt->aio = self->aio;
 	mt->fd = self->fd;
 	ASSERT_EQ(0, posix_memalign((void **)&mt->buf, KAIO_BLOCK, KAIO_BLOCK));
-	ASSERT_EQ(0, asyncfd_ring_setup(&mt->rings[0], MT_RING, ASYNCFD_CLOEXEC));
-	ASSERT_EQ(0, asyncfd_ring_setup(&mt->rings[1], MT_RING, ASYNCFD_CLOEXEC));
+	for (i = 0; i < MT_RINGS; i++) {
+		ASSERT_EQ(0, asyncfd_ring_setup(&mt->rings[i], MT_RING,
+						ASYNCFD_CLOEXEC));
+		pfd[i] = (struct pollfd){ .fd = mt->rings[i].fd, .events = POLLIN };
+	}
 	mt->failed = eventfd(0, EFD_CLOEXEC);
 	ASSERT_LE(0, mt->failed);
 	ASSERT_EQ(0, pthread_mutex_init(&mt->lock, NULL));
 	ASSERT_EQ(0, pthread_cond_init(&mt->cond, NULL));
-	for (i = 0; i < 2; i++)
-		pfd[i] = (struct pollfd){ .fd = mt->rings[i].fd, .events = POLLIN };
-	pfd[2] = (struct pollfd){ .fd = mt->failed, .events = POLLIN };
+	pfd[MT_RINGS] = (struct pollfd){ .fd = mt->failed, .events = POLLIN };
 
 	ASSERT_EQ(0, kaio_watch_start(&w, &mt->got, mt_report, mt));
 	for (s = 0; s < MT_SUBMITTERS; s++) {
@@ -1655,11 +1812,11 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 			break;
 		if (ret)
 			continue;
-		if (poll(pfd, 3, -1) < 0 && errno != EINTR) {
+		if (poll(pfd, ARRAY_SIZE(pfd), -1) < 0 && errno != EINTR) {
 			ret = -errno;
 			break;
 		}
-		if (pfd[2].revents)
+		if (pfd[MT_RINGS].revents)
 			break;
 	}
 	pthread_mutex_lock(&mt->lock);
@@ -1684,13 +1841,13 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 	EXPECT_EQ(0, mt->wrong_ring);
 	EXPECT_EQ(0, mt->bad);
 	EXPECT_EQ(0, aio_ring_events(self->aio));
-	ksft_print_msg("%u results from %d threads into 2 rings of %d: %lld and %lld waited\n",
-		       mt->got, MT_SUBMITTERS, MT_RING,
-		       fdinfo_get(mt->rings[0].fd, "asyncfd-waited-total"),
-		       fdinfo_get(mt->rings[1].fd, "asyncfd-waited-total"));
-
-	asyncfd_ring_exit(&mt->rings[0]);
-	asyncfd_ring_exit(&mt->rings[1]);
+	for (i = 0; i < MT_RINGS; i++) {
+		ksft_print_msg("ring %u of %d: %lld of %u results waited\n",
+			       i, MT_RING,
+			       fdinfo_get(mt->rings[i].fd, "asyncfd-waited-total"),
+			       mt->delivered[i]);
+		asyncfd_ring_exit(&mt->rings[i]);
+	}
 	EXPECT_EQ(vmpin, vmpin_watched(vmpin));
 	close(mt->failed);
 	pthread_cond_destroy(&mt->cond);
@@ -1700,11 +1857,15 @@ TEST_F_TIMEOUT(kaio, threads_submit_to_several_asyncfds, 120)
 }
 
 /*
- * Requests that take this long, so that they are surely in flight
- * through a close, io_destroy() or swap that follows their io_submit()
- * at once, even on an emulated CPU with a debug kernel.  Each test
- * still checks that some arrived after the event, so a machine too
- * slow for this fails rather than passes a test that proved nothing.
+ * Requests that take this long, so that they are in flight through a
+ * close, io_destroy(), exit or swap that follows their io_submit() at
+ * once, even on an emulated CPU with a debug kernel.  null_blk arms a
+ * request's timer as io_submit() queues it, and a timer never fires
+ * early, so no request completes sooner than SLOW_NSEC after a clock
+ * read taken before its io_submit().  Each test asserts that its close,
+ * io_destroy(), exit or swap came sooner than that, and so before every
+ * completion: a machine too slow for this fails the test, rather than
+ * pass one that missed the window it is about.
  */
 #define SLOW_NSEC	(200 * 1000 * 1000)
 #define SLOW_REQUESTS	32
@@ -1773,95 +1934,124 @@ static void step(unsigned int *steps)
 }
 
 /*
- * Closing the asyncfd sends what is still in flight to the aio ring:
- * the requests hold the asyncfd context, not the file, and see it dead.
- * The ring has room for all, so none waited, and those in the aio ring
- * are exactly those that completed after the close.
+ * That @at, a mono_ns() time, came before any request submitted after
+ * @submitted could complete: @what happened while all were in flight.
+ */
+static void assert_in_flight(struct __test_metadata *_metadata,
+			     int64_t submitted, int64_t at, const char *what)
+{
+	long long ms = (at - submitted) / 1000000;
+
+	ASSERT_GT(SLOW_NSEC, at - submitted) {
+		TH_LOG("%s came %lld ms after the io_submit(), when the reads may have completed",
+		       what, ms);
+	}
+	ksft_print_msg("%s came %lld ms after the io_submit(), before any read completed\n",
+		       what, ms);
+}
+
+#define SLOW_FIRST	8	/* the close test's reads that wait */
+
+/*
+ * Closing the asyncfd sends to the aio ring both the results that wait
+ * in it and those of the requests still in flight: the requests hold
+ * the asyncfd context, not the file, and find it released.  SLOW_FIRST
+ * reads complete first, and all but SLOW_SMALL_RING - 1 of them wait;
+ * the rest are submitted right before the close, which comes before any
+ * of them completes.  The close puts exactly those that waited in the
+ * aio ring; the others reach it as they complete, after the close, and
+ * none reaches the ring memory, which is ours alone again.  Catches a
+ * release that drops waiting results or sends them twice, and a
+ * completion after the release that stores into the released ring,
+ * uses it after it was freed (KASAN), or goes nowhere (io_getevents()
+ * waits for ever, and the watchdog fails the test).
  */
 TEST_F(slow, close_with_requests_in_flight)
 {
-	struct kaio_watch w;
-	long long before;
-	unsigned int in_ring;
-	int ret;
-
-	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, 256, ASYNCFD_CLOEXEC));
-	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
-		     SLOW_REQUESTS, self->ring.fd);
-	before = arrived(&self->ring);
-	EXPECT_EQ(0, close(self->ring.fd));
-	self->ring.fd = -1;
-	ASSERT_LE(0, before);
-	EXPECT_GT(SLOW_REQUESTS, before) TH_LOG("none was in flight at the close");
-
-	/* The ring memory is still ours; what it got before the close counts. */
-	in_ring = tally_reap(self->t, &self->ring);
-	ASSERT_EQ(0, kaio_watch_start(&w, &self->t->got, tally_report, self->t));
-	ret = tally_getevents(self->t, self->aio, SLOW_REQUESTS - in_ring);
-	kaio_watch_stop(&w);
-	ASSERT_EQ(0, ret) TH_LOG("io_getevents: %s", strerror(-ret));
-	/* None arrived in the ring after the close, and some did complete. */
-	EXPECT_EQ(0, tally_reap(self->t, &self->ring));
-	EXPECT_LT(0, self->t->via_getevents);
-	EXPECT_EQ(0, aio_ring_events(self->aio));
-	expect_tally_complete(_metadata, self->t);
-	ksft_print_msg("%u through the ring before the close, %u through io_getevents\n",
-		       self->t->via_ring, self->t->via_getevents);
-}
-
-/*
- * io_destroy() with requests in flight whose results, in a ring of 3,
- * must mostly wait: io_destroy() returns without waiting for the
- * waiting ones, which enter the ring afterwards, as the consumer makes
- * room.  Catches a kernel whose io_destroy() waits for results that
- * only the consumer can let in (it never returns: the watchdog fails
- * the test), one that drops them with the context, or uses the freed
- * context when they enter the ring (KASAN), and ABI v2, which sent them
- * to the aio ring it then freed.
- */
-TEST_F(slow, destroy_with_requests_in_flight)
-{
-	struct kaio_watch w;
-	long long before;
-	unsigned int at_return;
+	unsigned int room = SLOW_SMALL_RING - 1;
+	unsigned int rest = SLOW_REQUESTS - SLOW_FIRST;
+	int64_t submitted;
+	unsigned int held;
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
 					ASYNCFD_CLOEXEC));
 	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
+		     SLOW_FIRST, self->ring.fd);
+	wait_arrived(_metadata, &self->ring, SLOW_FIRST);
+	ASSERT_EQ(SLOW_FIRST - room, waiting_in_kernel(self->ring.fd));
+	EXPECT_EQ(SLOW_FIRST - room, fdinfo_waited_total(self->ring.fd));
+
+	submitted = mono_ns();
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs,
+		     SLOW_FIRST, rest, self->ring.fd);
+	EXPECT_EQ(0, close(self->ring.fd));
+	self->ring.fd = -1;
+	held = aio_ring_held(self->aio);
+	assert_in_flight(_metadata, submitted, mono_ns(), "close()");
+	EXPECT_EQ(SLOW_FIRST - room, held);
+
+	EXPECT_EQ(room, tally_reap(self->t, &self->ring));
+	getevents(_metadata, self->t, self->aio, SLOW_REQUESTS - room);
+	EXPECT_EQ(0, tally_reap(self->t, &self->ring));
+	EXPECT_EQ(0, aio_ring_events(self->aio));
+	expect_tally_complete(_metadata, self->t);
+	EXPECT_EQ(room, self->t->via_ring);
+	ksft_print_msg("%u in the ring, %u waited, to the aio ring at the close, %u after it\n",
+		       room, held, rest);
+}
+
+/*
+ * io_destroy() with every request in flight, into a ring of
+ * SLOW_SMALL_RING: io_destroy() waits for the I/O, as it always has, but
+ * not for the results that then wait in the asyncfd, which enter the
+ * ring only after it returned, as the consumer makes room.  Catches an
+ * io_destroy() that waits for results that only the consumer can let in
+ * (it never returns, and the watchdog fails the test), one that returns
+ * before the I/O is done, and one that drops waiting results with the
+ * context or uses the freed context when they enter the ring (KASAN).
+ */
+TEST_F(slow, destroy_with_requests_in_flight)
+{
+	unsigned int room = SLOW_SMALL_RING - 1;
+	int64_t submitted, called;
+	struct kaio_watch w;
+
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
+					ASYNCFD_CLOEXEC));
+	submitted = mono_ns();
+	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
 		     SLOW_REQUESTS, self->ring.fd);
-	before = arrived(&self->ring);
 	ASSERT_EQ(0, kaio_watch_start(&w, &self->steps, slow_report,
 				      &self->steps));
+	called = mono_ns();
 	EXPECT_EQ(0, sys_io_destroy(self->aio));
 	step(&self->steps);
 	kaio_watch_stop(&w);
 	self->aio = 0;
-	at_return = asyncfd_ring_ready(&self->ring);
-	ASSERT_LE(0, before);
-	EXPECT_GT(SLOW_REQUESTS, before) TH_LOG("none was in flight at io_destroy()");
-	/* Nobody reaped: all but what the ring holds arrive after the return. */
-	EXPECT_GE(SLOW_SMALL_RING - 1, at_return);
+	assert_in_flight(_metadata, submitted, called, "io_destroy()");
+	EXPECT_EQ(room, asyncfd_ring_ready(&self->ring));
+	EXPECT_EQ(SLOW_REQUESTS - room, waiting_in_kernel(self->ring.fd));
 
 	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_POLL);
 	expect_tally_complete(_metadata, self->t);
 	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
-	EXPECT_LT(0, fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
-	ksft_print_msg("%u in the ring when io_destroy() returned, %lld waited\n",
-		       at_return,
-		       fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(SLOW_REQUESTS - room, fdinfo_waited_total(self->ring.fd));
+	EXPECT_EQ(SLOW_REQUESTS - room, fdinfo_waiting_peak(self->ring.fd));
 }
 
 /*
  * The same for a process that exits with requests in flight naming an
- * inherited asyncfd: its exit does not wait for the results that wait,
- * and they reach the parent's ring later.  Catches an exit that hangs
- * on them (the child never becomes a zombie: the watchdog fails the
- * test) or loses them with the child's contexts.
+ * inherited asyncfd: its exit waits for the I/O but not for the results
+ * that wait, and they reach the parent's ring after the child is gone.
+ * The child's exit status says whether it began to exit before any
+ * read could complete.  Catches an exit that hangs on them (the child
+ * never becomes a zombie, and the watchdog fails the test) or loses
+ * them with the child's contexts.
  */
 TEST_F(slow, exit_with_requests_in_flight)
 {
+	unsigned int room = SLOW_SMALL_RING - 1;
 	struct kaio_watch w;
-	unsigned int at_exit;
 	pid_t pid;
 	int status;
 
@@ -1872,6 +2062,7 @@ TEST_F(slow, exit_with_requests_in_flight)
 	if (!pid) {
 		struct iocb *batch[SLOW_REQUESTS];
 		aio_context_t aio;
+		int64_t submitted;
 		unsigned int k;
 
 		/* The iocbs at the parent's addresses: obj names them alike. */
@@ -1883,68 +2074,239 @@ TEST_F(slow, exit_with_requests_in_flight)
 		}
 		if (sys_io_setup(SLOW_REQUESTS, &aio))
 			_exit(2);
-		_exit(sys_io_submit(aio, SLOW_REQUESTS, batch) == SLOW_REQUESTS ?
-		      0 : 3);
+		submitted = mono_ns();
+		if (sys_io_submit(aio, SLOW_REQUESTS, batch) != SLOW_REQUESTS)
+			_exit(3);
+		_exit(mono_ns() - submitted < SLOW_NSEC ? 0 : 4);
 	}
 	ASSERT_EQ(0, kaio_watch_start(&w, &self->steps, slow_report,
 				      &self->steps));
 	status = wait_child(pid);
 	step(&self->steps);
 	kaio_watch_stop(&w);
-	at_exit = asyncfd_ring_ready(&self->ring);
-	ASSERT_EQ(0, status);
-	EXPECT_GE(SLOW_SMALL_RING - 1, at_exit);
+	ASSERT_EQ(0, status) {
+		TH_LOG("%s", status == 4 ?
+		       "the child exited when the reads may have completed" :
+		       "the child could not submit");
+	}
+	EXPECT_EQ(room, asyncfd_ring_ready(&self->ring));
+	EXPECT_EQ(SLOW_REQUESTS - room, waiting_in_kernel(self->ring.fd));
 
 	consume(_metadata, self->t, &self->ring, SLOW_REQUESTS, WAIT_EPOLL);
 	expect_tally_complete(_metadata, self->t);
 	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
-	EXPECT_LT(0, fdinfo_get(self->ring.fd, "asyncfd-waited-total"));
+	EXPECT_EQ(SLOW_REQUESTS - room, fdinfo_waited_total(self->ring.fd));
 }
 
+#define SLOW_NEXT_RING	8
+
 /*
- * A swap with results waiting and requests in flight: what waited moves
- * into the new ring at the swap, what completes later goes there too,
- * and the old ring keeps what it held, untouched.  Catches a swap that
- * leaves waiting results behind (they would enter only at the next
- * post), that loses them, or that writes the old ring afterwards.
+ * A swap with results waiting and requests in flight.  Half the reads
+ * complete into a ring of SLOW_SMALL_RING, where most wait; the other
+ * half are submitted, and the swap, to a ring of SLOW_NEXT_RING, comes
+ * before any of them completes.  At the swap, as many waiting results
+ * as fit move into the new ring, oldest first, and the rest keep
+ * waiting; the reads in flight complete after it, and wait behind them.
+ * The old ring keeps what it held, and the kernel no longer writes it.
+ * Catches a swap that leaves waiting results behind (they would enter
+ * only at the next post), that loses them or moves more than fit, that
+ * lets a later completion jump the queue, or that writes the old ring
+ * afterwards, and a completion after the swap that goes to the old ring
+ * or is lost.
  */
 TEST_F(slow, swap_with_requests_in_flight)
 {
 	unsigned int half = SLOW_REQUESTS / 2, room = SLOW_SMALL_RING - 1;
-	unsigned int old_ready, moved, old_tail;
-	struct asyncfd_ring bigger;
+	unsigned int next_room = SLOW_NEXT_RING - 1, old_tail, i;
+	long long waiting, moved_first = 0;
+	struct asyncfd_ring next;
+	int64_t submitted;
 
 	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
 					ASYNCFD_CLOEXEC));
-	ASSERT_EQ(0, asyncfd_ring_map(&bigger, 4096));
+	ASSERT_EQ(0, asyncfd_ring_map(&next, SLOW_NEXT_RING));
 	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs, 0,
 		     half, self->ring.fd);
 	wait_arrived(_metadata, &self->ring, half);
 	ASSERT_EQ(room, asyncfd_ring_ready(&self->ring));
-	ASSERT_TRUE(asyncfd_waiting(&self->ring));
+	ASSERT_EQ(half - room, waiting_in_kernel(self->ring.fd));
 
+	submitted = mono_ns();
 	submit_reads(_metadata, self->aio, self->fd, self->buf, self->iocbs,
 		     half, half, self->ring.fd);
-	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &bigger));
-	moved = asyncfd_ring_ready(&bigger);
-	old_ready = asyncfd_ring_ready(&self->ring);
+	ASSERT_EQ(0, asyncfd_ring_swap(&self->ring, &next));
+	waiting = waiting_in_kernel(next.fd);
+	for (i = 0; i < asyncfd_ring_ready(&next); i++)
+		moved_first += next.entries[i].cookie <= half;
+	assert_in_flight(_metadata, submitted, mono_ns(), "the swap");
 	old_tail = self->ring.hdr->ikernel;
-	EXPECT_EQ(room, old_ready);
-	EXPECT_LE(half - room, moved) TH_LOG("waiting results left behind");
-	EXPECT_GT(SLOW_REQUESTS, old_ready + moved) {
-		TH_LOG("none was in flight at the swap");
-	}
+	EXPECT_EQ(room, asyncfd_ring_ready(&self->ring));
+	EXPECT_EQ(next_room, moved_first);
+	EXPECT_EQ(half - room - next_room, waiting);
+	EXPECT_TRUE(asyncfd_waiting(&next));
 
+	wait_arrived(_metadata, &next, SLOW_REQUESTS - room);
+	EXPECT_EQ(next_room, asyncfd_ring_ready(&next));
+	EXPECT_EQ(SLOW_REQUESTS - room, fdinfo_waited_total(next.fd));
+	EXPECT_EQ(SLOW_REQUESTS - room - next_room,
+		  fdinfo_waiting_peak(next.fd));
 	EXPECT_EQ(room, tally_reap(self->t, &self->ring));
-	consume(_metadata, self->t, &bigger, SLOW_REQUESTS, WAIT_READ);
+	consume(_metadata, self->t, &next, SLOW_REQUESTS, WAIT_READ);
 	EXPECT_EQ(old_tail, self->ring.hdr->ikernel);
 	EXPECT_EQ(0, asyncfd_ring_ready(&self->ring));
 	expect_tally_complete(_metadata, self->t);
 	EXPECT_EQ(SLOW_REQUESTS, self->t->via_ring);
 	EXPECT_EQ(0, aio_ring_events(self->aio));
-	ksft_print_msg("%u in the old ring, %u moved at the swap, %u after it\n",
-		       old_ready, moved, SLOW_REQUESTS - old_ready - moved);
-	asyncfd_ring_exit(&bigger);
+	asyncfd_ring_exit(&next);
+}
+
+struct submitter {
+	aio_context_t aio;
+	pthread_barrier_t *start;
+	struct iocb **batch;
+	long nr;
+	int ret;
+	int error;
+	pthread_t thread;
+};
+
+static void *submit_at_start(void *arg)
+{
+	struct submitter *s = arg;
+
+	pthread_barrier_wait(s->start);
+	s->ret = sys_io_submit(s->aio, s->nr, s->batch);
+	s->error = s->ret < 0 ? errno : 0;
+	return NULL;
+}
+
+/*
+ * Two threads at once submit SLOW_REQUESTS / 2 reads each, in one
+ * io_submit(), to one aio context, naming asyncfds A, B and C in the
+ * order of threads_submit_to_several_asyncfds, A first; then the
+ * asyncfds in the mask @closed close while every read is in flight.
+ * The results of a closed asyncfd go to the aio ring, those of an open
+ * one to its ring of SLOW_SMALL_RING, where most wait: each exactly
+ * once, and in its place.  Last, io_destroy() lets the context's
+ * reference on A go, so that kmemleak, which the harness runs, would
+ * find a reference left over.
+ */
+static void close_in_flight(struct __test_metadata *_metadata,
+			    aio_context_t *aio, int fd, char *buf,
+			    unsigned int closed)
+{
+	unsigned int room = SLOW_SMALL_RING - 1, half = SLOW_REQUESTS / 2;
+	unsigned int nr[MT_RINGS] = { 0 }, to_aio = 0, k, r;
+	struct iocb iocbs[SLOW_REQUESTS], *batch[SLOW_REQUESTS];
+	unsigned char dest[SLOW_REQUESTS + 1];
+	struct asyncfd_ring rings[MT_RINGS];
+	struct submitter sub[2];
+	pthread_barrier_t start;
+	int64_t submitted;
+	struct tally *t;
+	long long vmpin;
+
+	vmpin = vmpin_now_kb();
+	t = tally_new(SLOW_REQUESTS, iocbs, SLOW_REQUESTS, KAIO_BLOCK);
+	ASSERT_NE(NULL, t);
+	for (r = 0; r < MT_RINGS; r++)
+		ASSERT_EQ(0, asyncfd_ring_setup(&rings[r], SLOW_SMALL_RING,
+						ASYNCFD_CLOEXEC));
+	/* dest[]: 0 for the aio ring, r + 1 for ring r */
+	for (k = 0; k < SLOW_REQUESTS; k++) {
+		r = mt_pattern[k % MT_BATCH];
+		kaio_prep_read(&iocbs[k], fd, buf, KAIO_BLOCK, k * KAIO_BLOCK,
+			       rings[r].fd, k + 1);
+		batch[k] = &iocbs[k];
+		dest[k + 1] = closed & (1 << r) ? 0 : r + 1;
+		if (closed & (1 << r))
+			to_aio++;
+		else
+			nr[r]++;
+	}
+	t->dest = dest;
+
+	ASSERT_EQ(0, pthread_barrier_init(&start, NULL, 3));
+	for (k = 0; k < 2; k++) {
+		sub[k] = (struct submitter){
+			.aio = *aio, .start = &start,
+			.batch = batch + k * half, .nr = half,
+		};
+		ASSERT_EQ(0, pthread_create(&sub[k].thread, NULL,
+					    submit_at_start, &sub[k]));
+	}
+	submitted = mono_ns();
+	pthread_barrier_wait(&start);
+	for (k = 0; k < 2; k++) {
+		pthread_join(sub[k].thread, NULL);
+		EXPECT_EQ(half, sub[k].ret) {
+			TH_LOG("thread %u: io_submit: %s", k,
+			       strerror(sub[k].error));
+		}
+	}
+	for (r = 0; r < MT_RINGS; r++) {
+		if (closed & (1 << r)) {
+			EXPECT_EQ(0, close(rings[r].fd));
+			rings[r].fd = -1;
+		}
+	}
+	EXPECT_EQ(0, aio_ring_held(*aio));
+	assert_in_flight(_metadata, submitted, mono_ns(), "the close");
+
+	for (r = 0; r < MT_RINGS; r++) {
+		if (rings[r].fd < 0)
+			continue;
+		wait_arrived(_metadata, &rings[r], nr[r]);
+		EXPECT_EQ(nr[r] - room, waiting_in_kernel(rings[r].fd));
+	}
+	getevents(_metadata, t, *aio, to_aio);
+	for (r = 0; r < MT_RINGS; r++) {
+		t->source = r + 1;
+		if (rings[r].fd < 0) {
+			EXPECT_EQ(0, tally_reap(t, &rings[r]));
+			continue;
+		}
+		consume(_metadata, t, &rings[r], t->got + nr[r], WAIT_EPOLL);
+		EXPECT_EQ(nr[r] - room, fdinfo_waited_total(rings[r].fd));
+	}
+	expect_tally_complete(_metadata, t);
+	EXPECT_EQ(to_aio, t->via_getevents);
+	EXPECT_EQ(0, aio_ring_events(*aio));
+	ksft_print_msg("%u results to the aio ring, %u to the open rings\n",
+		       to_aio, SLOW_REQUESTS - to_aio);
+
+	EXPECT_EQ(0, sys_io_destroy(*aio));
+	*aio = 0;
+	for (r = 0; r < MT_RINGS; r++)
+		asyncfd_ring_exit(&rings[r]);
+	EXPECT_EQ(vmpin, vmpin_watched(vmpin));
+	pthread_barrier_destroy(&start);
+	tally_free(t);
+}
+
+/*
+ * A, whose reference the aio context holds and its requests borrow,
+ * closes with C while their reads are in flight.  Catches a completion
+ * that drops the borrowed reference as if it were its own, or one whose
+ * context was freed with the file (KASAN either way), and a reference
+ * never dropped (kmemleak).
+ */
+TEST_F(slow, first_asyncfd_closed_with_requests_in_flight)
+{
+	close_in_flight(_metadata, &self->aio, self->fd, self->buf,
+			1 << 0 | 1 << 2);
+}
+
+/*
+ * B and C, named after A and so referenced by each request of their
+ * own, close while their reads are in flight, and A stays open.
+ * Catches a request that borrows a reference it does not have, or
+ * keeps one for ever, and results sent to the wrong ring.
+ */
+TEST_F(slow, later_asyncfds_closed_with_requests_in_flight)
+{
+	close_in_flight(_metadata, &self->aio, self->fd, self->buf,
+			1 << 1 | 1 << 2);
 }
 
 /*

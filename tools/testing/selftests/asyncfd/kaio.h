@@ -76,6 +76,21 @@ static inline void kaio_prep_read(struct iocb *iocb, int fd, void *buf,
 }
 
 /*
+ * An fsync of @fd, or an fdatasync if @datasync, whose completion goes
+ * to @afd.  aio runs it in a workqueue, which completes it there.
+ */
+static inline void kaio_prep_fsync(struct iocb *iocb, int fd, bool datasync,
+				   int afd, uint64_t cookie)
+{
+	memset(iocb, 0, sizeof(*iocb));
+	iocb->aio_lio_opcode = datasync ? IOCB_CMD_FDSYNC : IOCB_CMD_FSYNC;
+	iocb->aio_fildes = fd;
+	iocb->aio_data = cookie;
+	iocb->aio_flags = IOCB_FLAG_ASYNCFD;
+	iocb->aio_resfd = afd;
+}
+
+/*
  * A watchdog on a progress counter: the process exits with a failure,
  * after @report has said what it was waiting for, when the counter has
  * not moved for KAIO_STALL_SECONDS.  The waits it watches have no

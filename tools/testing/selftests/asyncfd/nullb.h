@@ -92,8 +92,18 @@ static inline int nullb_create(struct nullb *nb, const char *name,
 	int index, ret;
 
 	snprintf(nb->dir, sizeof(nb->dir), "%s/%s", NULLB_CONFIGFS, name);
-	if (mkdir(nb->dir, 0755)) {
-		ret = -errno;
+	/*
+	 * A test that failed an assertion may have ended without its
+	 * teardown and left its device behind: remove it, so that only
+	 * that test fails.
+	 */
+	ret = mkdir(nb->dir, 0755) ? -errno : 0;
+	if (ret == -EEXIST) {
+		nullb_set(nb, "power", 0);
+		rmdir(nb->dir);
+		ret = mkdir(nb->dir, 0755) ? -errno : 0;
+	}
+	if (ret) {
 		nb->dir[0] = '\0';
 		return ret;
 	}
