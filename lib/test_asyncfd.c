@@ -6,7 +6,7 @@
  *
  * Driven through /sys/kernel/debug/test_asyncfd.  Writing
  *
- *	post <fd> <context> <cookie> <count> <batch> [all] [retry]
+ *	post <fd> <context> <cookie> <count> <batch> [all] [retry] [cpu=<cpu>]
  *
  * posts @count results into the asyncfd @fd of the writer, from
  * @context (process, kthread, workqueue, softirq or hardirq), @batch
@@ -34,6 +34,13 @@
  * cookies @cookie + k * @count up to @cookie + (k + 1) * @count - 1, and
  * the report gives the totals over all CPUs.  The process context runs
  * only in the writer, so it does not take "all".
+ *
+ * With "cpu=<cpu>", the job runs on that CPU, which must be online: a
+ * kthread bound there, work queued there, an hrtimer pinned there.
+ * Without it, the scheduler, the workqueue or the timer code chooses,
+ * and may choose the CPU of the consumer a test wants woken from
+ * elsewhere.  The process context runs on the writer's CPU, which the
+ * writer chooses itself, so it does not take "cpu=", nor does "all".
  *
  *	limit <count> <batch>
  *
@@ -257,7 +264,10 @@ static int test_asyncfd_start(struct test_asyncfd_job *job,
 		break;
 	case TEST_ASYNCFD_KTHREAD:
 		task = job->task;
-		if (!task)
+		if (!task && job->cpu >= 0)
+			task = kthread_create_on_cpu(test_asyncfd_kthread, job,
+						     job->cpu, "test_asyncfd/%u");
+		else if (!task)
 			task = kthread_create(test_asyncfd_kthread, job,
 					      "test_asyncfd");
 		if (IS_ERR(task))
@@ -427,6 +437,31 @@ unlock:
 	return ret;
 }
 
+/*
+ * Run one job.  A CPU chosen for it stays online until the job is done,
+ * as in test_asyncfd_run_all(); a job that may run anywhere does not
+ * hold CPU hotplug off.
+ */
+static int test_asyncfd_run_one(struct test_asyncfd_job *job,
+				enum test_asyncfd_context context,
+				struct test_asyncfd_report *report)
+{
+	bool pinned = job->cpu >= 0;
+	int ret = -EINVAL;
+
+	if (pinned)
+		cpus_read_lock();
+	if (!pinned || cpu_online(job->cpu))
+		ret = test_asyncfd_start(job, context);
+	if (!ret) {
+		test_asyncfd_wait(job, 1, context);
+		test_asyncfd_report_jobs(report, job, 1);
+	}
+	if (pinned)
+		cpus_read_unlock();
+	return ret;
+}
+
 static int test_asyncfd_limit(struct test_asyncfd_report *report,
 			      struct test_asyncfd_job *job)
 {
@@ -502,7 +537,8 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 {
 	struct test_asyncfd_report *report = file->private_data;
 	struct test_asyncfd_job *job;
-	char context_name[16], opts[2][8];
+	char context_name[16], opts[3][12];
+	unsigned int cpu;
 	char *cmd;
 	int context, fd, nr_words, i, ret;
 	bool all = false;
@@ -532,9 +568,9 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 			ret = count;
 		goto free_job;
 	}
-	nr_words = sscanf(cmd, "post %d %15s %llu %u %u %7s %7s", &fd,
+	nr_words = sscanf(cmd, "post %d %15s %llu %u %u %11s %11s %11s", &fd,
 			  context_name, &job->cookie, &job->count, &job->batch,
-			  opts[0], opts[1]);
+			  opts[0], opts[1], opts[2]);
 	if (nr_words < 5 || !job->count || !job->batch ||
 	    job->batch > TEST_ASYNCFD_MAX_BATCH ||
 	    job->count - 1 > U64_MAX - job->cookie)
@@ -544,13 +580,17 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 			all = true;
 		else if (!strcmp(opts[i], "retry") && !job->retry)
 			job->retry = true;
+		else if (str_has_prefix(opts[i], "cpu=") && job->cpu < 0 &&
+			 !kstrtouint(opts[i] + 4, 10, &cpu) && cpu < nr_cpu_ids)
+			job->cpu = cpu;
 		else
 			goto free_job;
 	}
 	context = match_string(test_asyncfd_context_names,
 			       ARRAY_SIZE(test_asyncfd_context_names),
 			       context_name);
-	if (context < 0)
+	if (context < 0 ||
+	    (job->cpu >= 0 && (all || context == TEST_ASYNCFD_PROCESS)))
 		goto free_job;
 
 	job->ctx = asyncfd_ctx_fdget(fd);
@@ -559,15 +599,10 @@ static ssize_t test_asyncfd_write(struct file *file, const char __user *buf,
 		goto free_job;
 	}
 	start = ktime_get_ns();
-	if (all) {
+	if (all)
 		ret = test_asyncfd_run_all(job, context, report);
-	} else {
-		ret = test_asyncfd_start(job, context);
-		if (!ret) {
-			test_asyncfd_wait(job, 1, context);
-			test_asyncfd_report_jobs(report, job, 1);
-		}
-	}
+	else
+		ret = test_asyncfd_run_one(job, context, report);
 	if (!ret)
 		report->elapsed_ns = ktime_get_ns() - start;
 	asyncfd_ctx_put(job->ctx);

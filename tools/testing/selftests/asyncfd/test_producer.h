@@ -58,7 +58,9 @@ static inline int test_producer_open(void)
 /*
  * Have the kernel post @count results into the asyncfd @fd from
  * @context ("process", "kthread", "workqueue", "softirq" or "hardirq"),
- * @batch per call.  Result i carries cookie @cookie + i and obj i.
+ * @batch per call.  Result i carries cookie @cookie + i, obj i, the
+ * TEST_PRODUCER_IN_* bit of its context in res and the CPU it was
+ * posted on in res2.
  * With @all_cpus, each online CPU posts @count results at the same time
  * (not from "process"): the k-th takes cookies from @cookie + k * @count,
  * and @out gives the totals.
@@ -74,19 +76,21 @@ static inline int test_producer_open(void)
  * if the producer took no command: -EBADF or -EINVAL for an @fd that is
  * not an asyncfd.
  */
-static inline int test_producer_send_from(int tp, int fd, const char *context,
-					  bool all_cpus, bool retry,
-					  uint64_t cookie, unsigned int count,
-					  unsigned int batch,
-					  struct post_result *out)
+static inline int test_producer_command(int tp, int fd, const char *context,
+					bool all_cpus, int cpu, bool retry,
+					uint64_t cookie, unsigned int count,
+					unsigned int batch,
+					struct post_result *out)
 {
-	char buf[160];
+	char buf[160], on_cpu[20] = "";
 	ssize_t ret;
 	int len;
 
-	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u%s%s\n", fd,
+	if (cpu >= 0)
+		snprintf(on_cpu, sizeof(on_cpu), " cpu=%d", cpu);
+	len = snprintf(buf, sizeof(buf), "post %d %s %llu %u %u%s%s%s\n", fd,
 		       context, (unsigned long long)cookie, count, batch,
-		       all_cpus ? " all" : "", retry ? " retry" : "");
+		       all_cpus ? " all" : "", retry ? " retry" : "", on_cpu);
 	if (len < 0 || len >= (int)sizeof(buf))
 		return -EINVAL;
 	ret = write(tp, buf, len);
@@ -103,6 +107,33 @@ static inline int test_producer_send_from(int tp, int fd, const char *context,
 		   &out->error) != 5)
 		return -EPROTO;
 	return 0;
+}
+
+static inline int test_producer_send_from(int tp, int fd, const char *context,
+					  bool all_cpus, bool retry,
+					  uint64_t cookie, unsigned int count,
+					  unsigned int batch,
+					  struct post_result *out)
+{
+	return test_producer_command(tp, fd, context, all_cpus, -1, retry,
+				     cookie, count, batch, out);
+}
+
+/*
+ * test_producer_send_from() for one job on CPU @cpu, which must be
+ * online: a kthread bound there, work queued there, an hrtimer pinned
+ * there.  Otherwise the kernel picks the CPU, and may pick the one a
+ * test wants kept free of producers.  Not for "process", which posts
+ * on the writer's CPU: pin the writer instead.  -EINVAL if the producer
+ * takes no such job: @cpu offline, or @context "process".
+ */
+static inline int test_producer_send_on(int tp, int fd, const char *context,
+					int cpu, bool retry, uint64_t cookie,
+					unsigned int count, unsigned int batch,
+					struct post_result *out)
+{
+	return test_producer_command(tp, fd, context, false, cpu, retry,
+				     cookie, count, batch, out);
 }
 
 static inline int test_producer_send(int tp, int fd, const char *context,
