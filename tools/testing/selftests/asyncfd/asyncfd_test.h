@@ -341,7 +341,7 @@ static inline void *waiter_run(void *arg)
 	return NULL;
 }
 
-/* Whether thread @tid is asleep, which a waiter only does in its wait. */
+/* Whether thread @tid is asleep, anywhere. */
 static inline bool thread_sleeping(pid_t tid)
 {
 	char path[64], buf[256], *state;
@@ -362,26 +362,87 @@ static inline bool thread_sleeping(pid_t tid)
 }
 
 /*
- * Start @w and return once it sleeps, so that what follows must wake
- * it; or once it returned, which the caller's checks then catch.
+ * Where a waiter of each kind sleeps once it is queued on the asyncfd,
+ * or on the epoll set that is: the function that calls the scheduler,
+ * as /proc names the wait channel, or the one it is inlined into on
+ * other builds.  Nothing else in these system calls sleeps there.
+ */
+static const char * const wait_channels[][2] = {
+	[WAIT_POLL]	= { "poll_schedule_timeout", "do_sys_poll" },
+	[WAIT_SELECT]	= { "poll_schedule_timeout", "do_select" },
+	[WAIT_EPOLL]	= { "ep_poll", "do_epoll_wait" },
+	[WAIT_READ]	= { "do_wait_intr_irq", "asyncfd_read" },
+};
+
+/*
+ * The wait channel of thread @tid, less a compiler clone's suffix such
+ * as ".constprop.0"; "0" while it runs, and for every thread of a
+ * kernel without symbol names.
+ */
+static inline void wait_channel(pid_t tid, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/wchan", tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		n = read(fd, buf, size - 1);
+		close(fd);
+	}
+	buf[n < 0 ? 0 : n] = '\0';
+	buf[strcspn(buf, ".")] = '\0';
+}
+
+static inline bool waiter_in_wait(const struct waiter *w, const char *wchan)
+{
+	return !strcmp(wchan, wait_channels[w->how][0]) ||
+	       !strcmp(wchan, wait_channels[w->how][1]);
+}
+
+/*
+ * Start @w and return once it sleeps in its wait, so that only what
+ * follows can wake it.  A thread's state alone would not do: it sleeps
+ * on its way into the wait too, and reads the same once it returned.
+ * Fails if the waiter returns, or sleeps anywhere else.
  */
 static inline void waiter_start(struct __test_metadata *_metadata,
 				struct waiter *w)
 {
 	int64_t deadline = mono_ns() + 5 * NSEC_PER_SEC;
-	pid_t tid;
+	char wchan[64] = "";
+	pid_t tid = 0;
 
 	ASSERT_EQ(0, pthread_create(&w->thread, NULL, waiter_run, w));
-	while (!(tid = __atomic_load_n(&w->tid, __ATOMIC_ACQUIRE)) ||
-	       !thread_sleeping(tid)) {
-		if (__atomic_load_n(&w->done, __ATOMIC_ACQUIRE))
+	for (;;) {
+		ASSERT_FALSE(__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+			TH_LOG("the waiter returned %d, errno %d, unwoken",
+			       w->ret, w->err);
+		}
+		if (!tid)
+			tid = __atomic_load_n(&w->tid, __ATOMIC_ACQUIRE);
+		if (tid) {
+			wait_channel(tid, wchan, sizeof(wchan));
+			if (waiter_in_wait(w, wchan))
+				return;
+		}
+		if (mono_ns() >= deadline)
 			break;
-		ASSERT_LT(mono_ns(), deadline);
 		usleep(1000);
+	}
+	if (tid && !strcmp(wchan, "0") && thread_sleeping(tid))
+		MISSING(return, "no names for wait channels: needs CONFIG_KALLSYMS");
+	ASSERT_STREQ(wait_channels[w->how][0], wchan) {
+		TH_LOG("the waiter sleeps elsewhere than in its wait");
 	}
 }
 
-/* A waiter of kind @how sleeps until a hard interrupt stores. */
+/*
+ * A waiter of kind @how sleeps until a hard interrupt stores.  It was
+ * asleep in its wait before the post, so only the post's wakeup can
+ * have ended its wait.
+ */
 static inline void store_wakes(struct __test_metadata *_metadata,
 			       struct asyncfd_ring *ring, enum wait_how how)
 {
