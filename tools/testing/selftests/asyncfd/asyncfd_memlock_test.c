@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * What a ring pins, and who pays for it: VmPin of the process across
- * create, swap and close, and RLIMIT_MEMLOCK, charged to the user unless
- * it has CAP_IPC_LOCK, up to the largest ring, which fits a limit of
- * exactly its pages.
+ * create, swap and close, down as close() returns, and RLIMIT_MEMLOCK,
+ * charged to the user unless it has CAP_IPC_LOCK, and given back to that
+ * user whoever releases the ring, up to the largest ring, which fits a
+ * limit of exactly its pages.
  */
 
 #define _GNU_SOURCE
@@ -13,6 +14,7 @@
 #include <linux/capability.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 
 #include "../kselftest_harness.h"
@@ -33,25 +35,35 @@ static bool have_cap(int cap)
 }
 
 /*
- * Run @fn in a child that is user nobody, which has no capabilities and
- * so no CAP_IPC_LOCK, with RLIMIT_MEMLOCK at @pages.  @fn exits through
- * CHILD_CHECK() when a check fails.  Returns the child's exit status.
+ * Turn this child into user @uid, which has no capabilities and so no
+ * CAP_IPC_LOCK, with RLIMIT_MEMLOCK at @pages.
  */
-static int run_unprivileged(void (*fn)(void), unsigned int pages)
+static void become_user(uid_t uid, unsigned int pages)
 {
 	struct rlimit rl = {
 		.rlim_cur = pages * getpagesize(),
 		.rlim_max = pages * getpagesize(),
 	};
+
+	CHILD_CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0);
+	CHILD_CHECK(setresgid(uid, uid, uid) == 0);
+	CHILD_CHECK(setresuid(uid, uid, uid) == 0);
+	CHILD_CHECK(!have_cap(CAP_IPC_LOCK));
+}
+
+/*
+ * Run @fn in a child that is user nobody, with RLIMIT_MEMLOCK at
+ * @pages.  @fn exits through CHILD_CHECK() when a check fails.  Returns
+ * the child's exit status.
+ */
+static int run_unprivileged(void (*fn)(void), unsigned int pages)
+{
 	pid_t pid = fork();
 
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		CHILD_CHECK(setrlimit(RLIMIT_MEMLOCK, &rl) == 0);
-		CHILD_CHECK(setresgid(NOBODY, NOBODY, NOBODY) == 0);
-		CHILD_CHECK(setresuid(NOBODY, NOBODY, NOBODY) == 0);
-		CHILD_CHECK(!have_cap(CAP_IPC_LOCK));
+		become_user(NOBODY, pages);
 		fn();
 		_exit(0);
 	}
@@ -77,6 +89,33 @@ TEST(vmpin_counts_pinned_pages)
 	EXPECT_EQ(base + pages_kb(ring_pages(1024)), vmpin_now_kb());
 	asyncfd_ring_exit(&big);
 	EXPECT_EQ(base, vmpin_now_kb());
+}
+
+/*
+ * When close() drops the last reference, nothing else holding the
+ * asyncfd, the release runs before close() returns: VmPin is down when
+ * read once, right after.  A kernel that left the unpin to a worker
+ * could pass a round by luck, not sixteen.
+ */
+TEST(close_unpins_before_it_returns)
+{
+	long long base = vmpin_now_kb();
+	struct asyncfd_ring ring;
+	unsigned int i, size;
+
+	ASSERT_LE(0, base);
+	for (i = 0; i < 16; i++) {
+		/* 2 to 16384 entries: a header page and 1 to 128 entry pages. */
+		size = 2U << (i % 14);
+		ASSERT_EQ(0, asyncfd_ring_setup(&ring, size, 0));
+		ASSERT_EQ(base + pages_kb(ring_pages(size)), vmpin_now_kb());
+		ASSERT_EQ(0, close(ring.fd));
+		ring.fd = -1;
+		EXPECT_EQ(base, vmpin_now_kb()) {
+			TH_LOG("round %u, %u entries", i, size);
+		}
+		asyncfd_ring_exit(&ring);
+	}
 }
 
 TEST(vmpin_counts_header_across_pages)
@@ -205,6 +244,124 @@ TEST(memlock_released_on_close_and_swap)
 		SKIP(return, "needs root to become an unprivileged user");
 	EXPECT_EQ(0, run_unprivileged(memlock_released_child,
 				      2 * ring_pages(RING_SIZE)));
+}
+
+#define OWNER_UID	65532
+#define RECEIVER_UID	65533
+
+/* One byte over the socket: a step of the other user done. */
+static void signal_peer(int sock, char step)
+{
+	CHILD_CHECK(write(sock, &step, 1) == 1);
+}
+
+static void wait_peer(int sock, char step)
+{
+	char got = 0;
+
+	CHILD_CHECK(read(sock, &got, 1) == 1 && got == step);
+}
+
+/* The user who registers the ring, and is charged for it. */
+static void owner_child(int sock)
+{
+	unsigned int pages = ring_pages(RING_SIZE);
+	struct asyncfd_ring ring, again, more;
+
+	become_user(OWNER_UID, pages);
+	CHILD_CHECK(asyncfd_ring_setup(&ring, RING_SIZE, 0) == 0);
+	CHILD_CHECK(vmpin_now_kb() == pages_kb(pages));
+	/* The limit holds exactly one ring. */
+	CHILD_CHECK(asyncfd_ring_setup(&again, RING_SIZE, 0) == -ENOMEM);
+
+	CHILD_CHECK(send_fd(sock, ring.fd) == 0);
+	CHILD_CHECK(close(ring.fd) == 0);
+	ring.fd = -1;
+	/* The receiver's descriptor keeps the ring pinned, on our account. */
+	CHILD_CHECK(vmpin_now_kb() == pages_kb(pages));
+	CHILD_CHECK(asyncfd_ring_setup(&again, RING_SIZE, 0) == -ENOMEM);
+	signal_peer(sock, 'c');
+
+	/* The receiver's close released the ring, before it told us. */
+	wait_peer(sock, 'r');
+	CHILD_CHECK(vmpin_now_kb() == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&again, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&more, RING_SIZE, 0) == -ENOMEM);
+	asyncfd_ring_exit(&again);
+	asyncfd_ring_exit(&ring);
+}
+
+/* The user who gets the asyncfd, holds it last and releases it. */
+static void receiver_child(int sock)
+{
+	unsigned int pages = ring_pages(RING_SIZE);
+	struct asyncfd_ring own, more;
+	int fd;
+
+	become_user(RECEIVER_UID, pages);
+	fd = recv_fd(sock);
+	CHILD_CHECK(fd >= 0);
+	CHILD_CHECK(is_asyncfd(fd));
+	/* Another user's ring costs us nothing: one of our own still fits. */
+	CHILD_CHECK(vmpin_now_kb() == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&own, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&more, RING_SIZE, 0) == -ENOMEM);
+	asyncfd_ring_exit(&own);
+
+	wait_peer(sock, 'c');
+	/* Ours is the last reference: the release runs here, as this user. */
+	CHILD_CHECK(close(fd) == 0);
+	CHILD_CHECK(vmpin_now_kb() == 0);
+	/* Our budget is as it was: exactly one ring. */
+	CHILD_CHECK(asyncfd_ring_setup(&own, RING_SIZE, 0) == 0);
+	CHILD_CHECK(asyncfd_ring_setup(&more, RING_SIZE, 0) == -ENOMEM);
+	asyncfd_ring_exit(&own);
+	signal_peer(sock, 'r');
+}
+
+/* Run @fn(@sock) in a child, which has no use for @other; its pid. */
+static pid_t fork_peer(void (*fn)(int sock), int sock, int other)
+{
+	pid_t pid = fork();
+
+	if (!pid) {
+		close(other);
+		fn(sock);
+		_exit(0);
+	}
+	return pid;
+}
+
+/*
+ * A ring is charged to the user who registered it, and the charge goes
+ * back to that user whoever releases the ring: here another user, who
+ * got the asyncfd through SCM_RIGHTS and closed it last.  Each user's
+ * RLIMIT_MEMLOCK allows exactly one ring, so what a user may still
+ * register shows its locked_vm, which the kernel shows nowhere else.
+ * Catches pages uncharged from the releasing user (the owner stays
+ * charged, and the receiver's count drops below zero, which refuses
+ * every ring after), charged to whoever holds the asyncfd, or taken off
+ * the releasing process's VmPin instead of the owner's.
+ */
+TEST(memlock_charge_returns_to_owner_across_users)
+{
+	int sv[2], owner_status, receiver_status;
+	pid_t owner, receiver;
+
+	if (geteuid())
+		SKIP(return, "needs root to become two other users");
+	/* Stream: a child that dies leaves its peer reading EOF. */
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	owner = fork_peer(owner_child, sv[0], sv[1]);
+	ASSERT_LE(0, owner);
+	receiver = fork_peer(receiver_child, sv[1], sv[0]);
+	ASSERT_LE(0, receiver);
+	close(sv[0]);
+	close(sv[1]);
+	owner_status = wait_child(owner);
+	receiver_status = wait_child(receiver);
+	EXPECT_EQ(0, owner_status);
+	EXPECT_EQ(0, receiver_status);
 }
 
 /*

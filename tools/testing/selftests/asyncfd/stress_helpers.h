@@ -149,9 +149,13 @@ static inline long long vmpin_now_kb(void)
 }
 
 /*
- * VmPin once it equals @kb, or as it stands after 2 s: a ring is
- * unpinned when the last reference to its file drops, which a kernel
- * thread may hold for a moment after our close() returned.
+ * VmPin once it equals @kb, or as it stands after 2 s.  A ring is
+ * unpinned when the last reference to its file drops: in close() when
+ * that is the last, and then VmPin must be read once, right after, with
+ * vmpin_now_kb().  This waits only where another holder may drop the
+ * last reference a moment later, from a worker: an aio or io_uring poll
+ * of the asyncfd holds the file until it completes or is torn down
+ * there, and a file put by a worker is released by another, later.
  */
 static inline long long vmpin_settled(long long kb)
 {
