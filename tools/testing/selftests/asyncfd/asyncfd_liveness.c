@@ -22,6 +22,9 @@
  * Then plain stores across CPUs: nothing waits, and the producer posts
  * its next small batch only once the consumer took the last, so the
  * consumer falls asleep and must be woken from the other CPU each time.
+ * The test producer posts from the producer's CPU in every context, as
+ * each result's res2 must say, and the consumer must have been woken
+ * from its sleep by results.
  *
  * Last, io_uring's multishot poll, a waiter that stays queued and never
  * polls the file again: every batch must wake it, not only the first.
@@ -132,6 +135,7 @@ struct consumer {
 	int epfd;
 	const char *doing;		/* for the watchdog's report */
 	uint64_t wakeups;		/* waits that reported the asyncfd */
+	uint64_t woken;			/* of those, waits that slept first */
 	long sleeps;			/* voluntary context switches */
 };
 
@@ -186,15 +190,6 @@ struct live {
 	pthread_cond_t wd_cond;
 	bool wd_stop;
 };
-
-static int pin_to_cpu(int cpu)
-{
-	cpu_set_t set;
-
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
-}
 
 /* Keep the first failure, and stop whoever waits for progress; lock held. */
 static void live_fail(struct live *lv, const char *what, int error)
@@ -356,28 +351,42 @@ static int consumer_wait(struct consumer *c)
 	return ready;
 }
 
+/*
+ * The consumer's voluntary context switches so far: one more after its
+ * wait means that it slept there, until something woke it.
+ */
+static long consumer_switches(void)
+{
+	struct rusage ru = {};
+
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_nvcsw;
+}
+
 static void *consumer_main(void *arg)
 {
 	struct consumer *c = arg;
 	struct live *lv = c->lv;
-	struct rusage ru = {};
-	long nvcsw;
+	long start, before;
 	int ready = 0, err;
 
 	err = pin_to_cpu(CONSUMER_CPU);
 	if (err)
 		live_fail_unlocked(lv, "sched_setaffinity", -err);
-	getrusage(RUSAGE_THREAD, &ru);
-	nvcsw = ru.ru_nvcsw;
+	start = consumer_switches();
 	while (!(ready & READY_STOP)) {
 		set_doing(&c->doing, "waits");
+		before = consumer_switches();
 		ready = consumer_wait(c);
 		if (ready < 0) {
 			live_fail_unlocked(lv, "waiting", -ready);
 			break;
 		}
-		if (ready & READY_RING)
+		if (ready & READY_RING) {
 			__atomic_add_fetch(&c->wakeups, 1, __ATOMIC_RELAXED);
+			if (consumer_switches() != before)
+				c->woken++;
+		}
 		set_doing(&c->doing, "waits for the ring");
 		pthread_mutex_lock(&lv->ring_lock);
 		set_doing(&c->doing, "drains");
@@ -389,8 +398,7 @@ static void *consumer_main(void *arg)
 		}
 	}
 	set_doing(&c->doing, "stopped");
-	getrusage(RUSAGE_THREAD, &ru);
-	c->sleeps = ru.ru_nvcsw - nvcsw;
+	c->sleeps = consumer_switches() - start;
 	return NULL;
 }
 
@@ -526,8 +534,15 @@ static void *tp_producer(void *arg)
 		lv->next_cookie = cookie + POST_STRIDE;
 		set_doing(&lv->producer_doing, "posts");
 		pthread_mutex_unlock(&lv->lock);
-		ret = test_producer_send_from(lv->tp, lv->ring.fd, lv->context, false,
-					      !lv->flow_control, cookie, count, batch, &out);
+		/* The writer is on the producer's CPU: a process post runs there. */
+		if (!strcmp(lv->context, "process"))
+			ret = test_producer_send_from(lv->tp, lv->ring.fd, lv->context,
+						      false, !lv->flow_control, cookie,
+						      count, batch, &out);
+		else
+			ret = test_producer_send_on(lv->tp, lv->ring.fd, lv->context,
+						    PRODUCER_CPU, !lv->flow_control,
+						    cookie, count, batch, &out);
 		pthread_mutex_lock(&lv->lock);
 		if (ret) {
 			live_fail(lv, "the test producer", -ret);
@@ -765,9 +780,10 @@ static void interrupt_only(int sig)
 /* No SA_RESTART: the signal must end a consumer's read(). */
 static const struct sigaction interrupt_read = { .sa_handler = interrupt_only };
 
-/* What the kernel says of a run, once it is over. */
+/* What the kernel says of a run, once it is over, and how it woke us. */
 struct live_fdinfo {
 	long long waiting, waited_total, peak;
+	uint64_t woken;		/* waits that slept until a result came */
 };
 
 /*
@@ -783,6 +799,8 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 	int64_t start;
 	unsigned int i;
 	long sleeps = 0;
+
+	fi->woken = 0;
 
 	ASSERT_EQ(0, pthread_mutex_init(&lv->ring_lock, NULL));
 	ASSERT_EQ(0, pthread_mutex_init(&lv->lock, NULL));
@@ -836,6 +854,7 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 		if (lv->kind != WAIT_READ)
 			ASSERT_EQ(0, pthread_join(lv->consumers[i].thread, NULL));
 		sleeps += lv->consumers[i].sleeps;
+		fi->woken += lv->consumers[i].woken;
 	}
 	pthread_mutex_lock(&lv->wd_lock);
 	lv->wd_stop = true;
@@ -849,8 +868,10 @@ static void live_run(struct __test_metadata *_metadata, struct live *lv,
 	ksft_print_msg("%llu via ring, %lld waited, at most %lld at once, %.2f s\n",
 		       (unsigned long long)lv->via_ring, fi->waited_total, fi->peak,
 		       lv->seconds);
-	ksft_print_msg("%llu wakeups, %ld sleeps, %llu drains saw kflags, %llu flushes\n",
-		       (unsigned long long)live_wakeups(lv), sleeps,
+	ksft_print_msg("%llu wakeups, %llu after sleeping in the wait, %ld sleeps\n",
+		       (unsigned long long)live_wakeups(lv), (unsigned long long)fi->woken,
+		       sleeps);
+	ksft_print_msg("%llu drains saw kflags, %llu flushes\n",
 		       (unsigned long long)lv->kflags_seen, (unsigned long long)lv->flushes);
 	EXPECT_EQ(NULL, lv->failed) {
 		live_report(lv, "failed");
@@ -962,9 +983,10 @@ static uint64_t tp_misplaced(const struct live *lv)
 
 /*
  * What every test producer run checks: each result came back once, in
- * order, through the ring; and where the process context posts, the
- * writer's CPU is the producer's, so that every wakeup came from there.
- * kthread, workqueue, softirq and hardirq jobs may run on any CPU.
+ * order, through the ring, and every one was posted on the producer's
+ * CPU, as its res2 says: the writer's for the process context, the CPU
+ * the producer was told to post on for the others.  So every wakeup by
+ * a result came from the CPU the consumer is not on.
  */
 static void tp_check(struct __test_metadata *_metadata, struct live *lv)
 {
@@ -977,10 +999,8 @@ static void tp_check(struct __test_metadata *_metadata, struct live *lv)
 	EXPECT_EQ(0, tp_misplaced(lv));
 	EXPECT_EQ(lv->stored + lv->waited, lv->via_ring);
 	EXPECT_LE(MIN_RESULTS, lv->via_ring);
-	if (!strcmp(lv->context, "process")) {
-		EXPECT_EQ(lv->via_ring, lv->on_producer_cpu);
-		EXPECT_EQ(0, lv->on_consumer_cpu);
-	}
+	EXPECT_EQ(lv->via_ring, lv->on_producer_cpu);
+	EXPECT_EQ(0, lv->on_consumer_cpu);
 }
 
 static void waits_tp(struct __test_metadata *_metadata, enum wait_kind kind,
@@ -1022,6 +1042,11 @@ static void stores_tp(struct __test_metadata *_metadata, enum wait_kind kind,
 	lv->flow_control = true;
 	live_run(_metadata, lv, tp_producer, &fi);
 	tp_check(_metadata, lv);
+	/*
+	 * Between batches the consumer falls asleep in its wait, and only
+	 * a result posted on the other CPU can end that sleep.
+	 */
+	EXPECT_LT(0, fi.woken);
 	/* One batch of at most 8 at a time, into a ring of 256. */
 	EXPECT_EQ(0, lv->waited);
 	EXPECT_EQ(0, lv->retries);

@@ -6,11 +6,14 @@
  * passed with SCM_RIGHTS, and the two views of pinned memory that must
  * come back to where they started: VmPin of the process and the
  * locked_vm of the user, which only shows through RLIMIT_MEMLOCK.
+ *
+ * Include after defining _GNU_SOURCE, for the CPU affinity calls.
  */
 #ifndef __STRESS_HELPERS_H
 #define __STRESS_HELPERS_H
 
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +52,16 @@ static inline int timerfd_at(int tfd, int64_t when)
 	};
 
 	return timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) ? -errno : 0;
+}
+
+/* Keep the calling thread on CPU @cpu; 0 or -errno. */
+static inline int pin_to_cpu(int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) ? -errno : 0;
 }
 
 /* @name from the environment as a number, or @fallback if unset. */
