@@ -2309,6 +2309,77 @@ TEST_F(slow, later_asyncfds_closed_with_requests_in_flight)
 			1 << 1 | 1 << 2);
 }
 
+#define LATE_MAX	1024	/* more requests than any context here takes */
+
+/*
+ * Reads in flight when their asyncfd is released complete into the aio
+ * ring, and keep their reservations there until userspace reaps their
+ * events, as requests without the flag do: a context filled with them
+ * takes nothing more until then.  The context is filled with reads that
+ * name the asyncfd, which is closed before any completes.  Catches a
+ * completion that finds the asyncfd released and gives its reservation
+ * back as if its event had gone to the asyncfd ring: io_submit() then
+ * queues more events than the aio ring holds.
+ */
+TEST_F(slow, late_completions_keep_their_reservations)
+{
+	struct io_event events[64];
+	struct iocb *iocbs, *extra;
+	unsigned char *seen;
+	int64_t submitted;
+	int taken, got, n, i;
+
+	iocbs = calloc(LATE_MAX + 1, sizeof(*iocbs));
+	seen = calloc(LATE_MAX + 2, 1);
+	ASSERT_NE(NULL, iocbs);
+	ASSERT_NE(NULL, seen);
+	ASSERT_EQ(0, asyncfd_ring_setup(&self->ring, SLOW_SMALL_RING,
+					ASYNCFD_CLOEXEC));
+	submitted = mono_ns();
+	taken = submit_until_eagain(self->aio, self->fd, self->buf, iocbs, 0,
+				    LATE_MAX, self->ring.fd);
+	EXPECT_EQ(0, close(self->ring.fd));
+	self->ring.fd = -1;
+	assert_in_flight(_metadata, submitted, mono_ns(), "close()");
+	ASSERT_LT(0, taken);
+	ASSERT_GT(LATE_MAX, taken);
+
+	/* Every event reaches the aio ring, and none leaves it unreaped. */
+	while (aio_ring_held(self->aio) < (unsigned int)taken)
+		usleep(1000);
+	EXPECT_EQ(taken, aio_ring_held(self->aio));
+	EXPECT_EQ(0, submit_until_eagain(self->aio, self->fd, self->buf, iocbs,
+					 LATE_MAX, LATE_MAX + 1, -1)) {
+		TH_LOG("a context full of unreaped events took another request");
+	}
+
+	for (got = 0; got < taken; got += n) {
+		n = sys_io_getevents(self->aio, 1, ARRAY_SIZE(events), events,
+				     NULL);
+		ASSERT_LT(0, n);
+		for (i = 0; i < n; i++) {
+			uint64_t cookie = events[i].data;
+
+			ASSERT_TRUE(cookie >= 1 && cookie <= (uint64_t)taken);
+			ASSERT_EQ(0, seen[cookie]);
+			seen[cookie] = 1;
+			EXPECT_EQ(KAIO_BLOCK, events[i].res);
+		}
+	}
+	EXPECT_EQ(taken, got);
+
+	/* Reaped, the events give their slots back. */
+	extra = &iocbs[LATE_MAX];
+	ASSERT_EQ(1, submit_until_eagain(self->aio, self->fd, self->buf, iocbs,
+					 LATE_MAX, LATE_MAX + 1, -1));
+	ASSERT_EQ(1, sys_io_getevents(self->aio, 1, 1, events, NULL));
+	EXPECT_EQ((uintptr_t)extra, events[0].obj);
+	ksft_print_msg("%d reads completed into the aio ring after the close\n",
+		       taken);
+	free(seen);
+	free(iocbs);
+}
+
 /*
  * An IOCB_CMD_POLL iocb waits on the readiness of @poll_fd and delivers
  * into the asyncfd itself.  It completes from a wakeup that runs under
