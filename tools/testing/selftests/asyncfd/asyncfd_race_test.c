@@ -2,8 +2,9 @@
 /*
  * Closes and header rewrites that race producers and pollers: a close
  * under a blocked poller, the header words that the kernel writes,
- * scribbled over while results stream in, and a close in the middle of
- * a post.  Kept apart so that a run under KCSAN can take them whole.
+ * scribbled over while results stream in, and a close or a swap in the
+ * middle of posts from every context on every CPU.  Kept apart so that
+ * a run under KCSAN can take them whole.
  */
 
 #define _GNU_SOURCE
@@ -12,6 +13,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+#include <sys/sysinfo.h>
 
 #include "../kselftest_harness.h"
 #include "asyncfd_test.h"
@@ -220,97 +222,468 @@ TEST_F_TIMEOUT(scribble, kernel_words_scribbled_while_posting, 120)
 	EXPECT_EQ(-1, cage_damage(&self->cage));
 }
 
-#define RACE_COUNT	1000
-#define RACE_ROUNDS	(3 * ARRAY_SIZE(contexts))
-#define RACE_SECONDS	10
+/*
+ * A flood: posts from every context the test producer has, kthreads and
+ * work on every CPU, and the process context, a soft interrupt and a
+ * hard interrupt on the CPU the test is not on, each job posting until
+ * the asyncfd goes away, while the test closes it or swaps its ring.
+ * Jobs have more to post than they ever can and retry what finds no
+ * room, so that a job ends only when the kernel tells it the asyncfd is
+ * gone: that every job ended so, -EBADFD, having just stored results,
+ * proves it was posting when the close came.
+ *
+ * A close or swap that unmapped a ring while producers could still
+ * store would fault only on a store to a page that the producer's CPU
+ * has no TLB entry for; through a stale entry, the store would land
+ * unseen.  So the close and the swap under test come while the stores
+ * move through a ring just swapped in, and big enough to take them all
+ * until then: every batch lands in pages that no CPU has touched
+ * through the kernel's new mapping yet.
+ */
+#define FLOOD_BATCH	64		/* half a page */
+#define FLOOD_FIRST	4096		/* entries of the ring they start in */
+#define FLOOD_FRESH	(2U << 20)	/* entries of each fresh ring: 64 MiB */
+#define FLOOD_SECONDS	20		/* for every job to store a result */
+#define FLOOD_TIMEOUT	120
+#define CLOSER_CPU	0
+#define OTHER_CPU	1
 
-struct poster {
-	int tp;		/* opened before the race, see test_producer_post() */
-	int fd;
+/*
+ * Kthreads and work on every CPU; the rest from a writer on the other
+ * CPU, where a process post runs, and where a soft interrupt job and an
+ * hrtimer stay once started: queued and armed from there.
+ */
+static const struct {
 	const char *context;
-	struct post_result result;
-	int ret;
-	bool done;
+	bool all;
+	long res;
+} flood_posts[] = {
+	{ "kthread", true, TEST_PRODUCER_IN_TASK },
+	{ "workqueue", true, TEST_PRODUCER_IN_TASK },
+	{ "softirq", false, TEST_PRODUCER_IN_SOFTIRQ },
+	{ "hardirq", false, TEST_PRODUCER_IN_HARDIRQ },
+	{ "process", false, TEST_PRODUCER_IN_TASK },
 };
 
-static void *poster_run(void *arg)
-{
-	struct poster *p = arg;
+#define NR_FLOOD_WRITERS	ARRAY_SIZE(flood_posts)
 
-	p->ret = test_producer_send(p->tp, p->fd, p->context, 1, RACE_COUNT, 1,
-				    &p->result);
-	__atomic_store_n(&p->done, true, __ATOMIC_RELEASE);
+/* A thread that writes one post command, for one job or one per CPU. */
+struct flood_writer {
+	int tp;
+	int fd;
+	unsigned int post;	/* in flood_posts[] */
+	__u64 cookie;
+	unsigned int count;	/* per job */
+	unsigned int first_job, nr_jobs;
+	struct post_result out;
+	int ret;
+	bool done;
+	pthread_t thread;
+};
+
+static void *flood_writer_run(void *arg)
+{
+	struct flood_writer *w = arg;
+	bool all = flood_posts[w->post].all;
+
+	w->ret = all ? 0 : pin_to_cpu(OTHER_CPU);
+	if (!w->ret)
+		w->ret = test_producer_send_from(w->tp, w->fd,
+						 flood_posts[w->post].context,
+						 all, true, w->cookie, w->count,
+						 FLOOD_BATCH, &w->out);
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
 
 /*
- * A post that the close cut short stored some results, then got -EBADFD
- * and reported the rest as never handed over.  Only such a post tests anything, so
- * the rounds go on until one happened, within a time bound.
+ * Job j posts cookies 1 + j * per_job on, from the context whose bit is
+ * job_res[j], on CPU job_cpu[j].  The k-th job of a post on every
+ * CPU runs on the k-th online CPU, which is CPU k: all are online.
+ * rings[0] is the one the jobs start in; the others are swapped in.
  */
-TEST(close_during_post_loses_nothing)
-{
-	unsigned int raced[ARRAY_SIZE(contexts)] = {};
-	int64_t end = mono_ns() + RACE_SECONDS * NSEC_PER_SEC;
-	unsigned int i, c, total_raced = 0;
-	long long base = vmpin_now_kb();
-	struct watchdog wd;
+struct flood {
+	struct asyncfd_ring rings[3];
+	struct flood_writer writers[NR_FLOOD_WRITERS];
+	unsigned int nr_started;
+	unsigned int nr_jobs;
+	unsigned int per_job;		/* results: more than a job can post */
+	long long vmpin_base;
+	unsigned int *got;		/* per job, results checked so far */
+	unsigned int *before;		/* per job, got[] before the last ring */
+	long *job_res;
+	int *job_cpu;
+	bool *seen;
+};
 
+FIXTURE(flood) {
+	struct flood f;
+};
+
+FIXTURE_SETUP(flood)
+{
+	struct flood *f = &self->f;
+	int nr_cpus = get_nprocs();
+	unsigned int w, k, j = 0;
+
+	for (k = 0; k < ARRAY_SIZE(f->rings); k++)
+		f->rings[k].fd = -1;
 	if (!test_producer_available())
 		MISSING(return, NO_PRODUCER);
-	watchdog_start(_metadata, &wd, WATCHDOG_SECONDS, "close during a post");
-	for (i = 0; i < RACE_ROUNDS || !total_raced; i++) {
-		struct poster p = { .context = contexts[i % ARRAY_SIZE(contexts)] };
-		int64_t deadline = mono_ns() + 5 * NSEC_PER_SEC;
-		struct asyncfd_ring ring;
-		pthread_t thread;
+	if (nr_cpus < 2 || nr_cpus != get_nprocs_conf())
+		SKIP(return, "needs 2 CPUs or more, all online");
+	if (geteuid())
+		SKIP(return, "needs root to run ahead of the producers");
+	ASSERT_EQ(0, pin_to_cpu(CLOSER_CPU));
 
-		if (mono_ns() >= end) {
-			ASSERT_NE(0, total_raced) {
-				TH_LOG("no close cut a post short in %u rounds", i);
-			}
-			break;
-		}
-		/* Room for every result: only the close can stop any. */
-		ASSERT_EQ(0, asyncfd_ring_setup(&ring, RACE_COUNT + 1, 0));
-		p.fd = ring.fd;
-		p.tp = test_producer_open();
-		ASSERT_LE(0, p.tp);
-		ASSERT_EQ(0, pthread_create(&thread, NULL, poster_run, &p));
+	f->nr_jobs = 2 * nr_cpus + NR_FLOOD_WRITERS - 2;
+	/* A post takes at most 4 Gi results, over all its CPUs. */
+	f->per_job = UINT32_MAX / nr_cpus < (1U << 30) ?
+		     UINT32_MAX / nr_cpus : (1U << 30);
+	f->got = calloc(f->nr_jobs, sizeof(*f->got));
+	f->before = calloc(f->nr_jobs, sizeof(*f->before));
+	f->job_res = calloc(f->nr_jobs, sizeof(*f->job_res));
+	f->job_cpu = calloc(f->nr_jobs, sizeof(*f->job_cpu));
+	f->seen = calloc(f->nr_jobs, sizeof(*f->seen));
+	ASSERT_NE(NULL, f->got);
+	ASSERT_NE(NULL, f->before);
+	ASSERT_NE(NULL, f->job_res);
+	ASSERT_NE(NULL, f->job_cpu);
+	ASSERT_NE(NULL, f->seen);
+	for (w = 0; w < NR_FLOOD_WRITERS; w++) {
+		struct flood_writer *fw = &f->writers[w];
+		bool all = flood_posts[w].all;
 
-		/* Close once the post is under way. */
-		while (!__atomic_load_n(&ring.hdr->ikernel, __ATOMIC_ACQUIRE) &&
-		       !__atomic_load_n(&p.done, __ATOMIC_ACQUIRE)) {
-			ASSERT_LT(mono_ns(), deadline);
-			sched_yield();
+		*fw = (struct flood_writer){
+			.tp = -1,
+			.post = w,
+			.cookie = 1 + (__u64)j * f->per_job,
+			.count = f->per_job,
+			.first_job = j,
+			.nr_jobs = all ? nr_cpus : 1,
+		};
+		for (k = 0; k < fw->nr_jobs; k++, j++) {
+			f->job_res[j] = flood_posts[w].res;
+			f->job_cpu[j] = all ? k : OTHER_CPU;
 		}
-		ASSERT_EQ(0, close(ring.fd));
-		ring.fd = -1;
-		ASSERT_EQ(0, pthread_join(thread, NULL));
-		close(p.tp);
-
-		ASSERT_EQ(0, p.ret);
-		EXPECT_EQ(0, p.result.waited);
-		EXPECT_EQ(RACE_COUNT, p.result.stored + p.result.unposted);
-		if (p.result.error) {
-			EXPECT_EQ(-EBADFD, p.result.error);
-			EXPECT_NE(0, p.result.unposted);
-			if (p.result.stored) {
-				raced[i % ARRAY_SIZE(contexts)]++;
-				total_raced++;
-			}
-		} else {
-			EXPECT_EQ(0, p.result.unposted);
-		}
-		/* The ring is ours again, with exactly what was stored. */
-		expect_results(_metadata, &ring, 1, p.result.stored);
-		EXPECT_EQ(base, vmpin_settled(base));
-		asyncfd_ring_exit(&ring);
 	}
-	watchdog_stop(&wd);
-	for (c = 0; c < ARRAY_SIZE(contexts); c++)
-		TH_LOG("%s: %u posts cut short by the close", contexts[c], raced[c]);
-	TH_LOG("%u of %u posts cut short", total_raced, i);
+	ASSERT_EQ(f->nr_jobs, j);
+	f->vmpin_base = vmpin_now_kb();
+	ASSERT_LE(0, f->vmpin_base);
+	ASSERT_EQ(0, asyncfd_ring_setup(&f->rings[0], FLOOD_FIRST, 0));
+}
+
+FIXTURE_TEARDOWN(flood)
+{
+	struct flood *f = &self->f;
+	unsigned int i;
+
+	/* A failed test may leave jobs posting: the close ends them. */
+	for (i = 0; i < ARRAY_SIZE(f->rings); i++)
+		asyncfd_ring_exit(&f->rings[i]);
+	for (i = 0; i < f->nr_started; i++)
+		pthread_join(f->writers[i].thread, NULL);
+	for (i = 0; i < NR_FLOOD_WRITERS; i++)
+		if (f->writers[i].tp >= 0)
+			close(f->writers[i].tp);
+	free(f->got);
+	free(f->before);
+	free(f->job_res);
+	free(f->job_cpu);
+	free(f->seen);
+}
+
+/* Map fresh ring @i, its pages faulted in so that a swap only pins them. */
+static void flood_map(struct __test_metadata *_metadata, struct flood *f,
+		      unsigned int i)
+{
+	struct asyncfd_ring *ring = &f->rings[i];
+
+	ASSERT_EQ(0, asyncfd_ring_map(ring, FLOOD_FRESH));
+	memset(ring->entries, 0, FLOOD_FRESH * sizeof(*ring->entries));
+}
+
+static void flood_start(struct __test_metadata *_metadata, struct flood *f)
+{
+	struct sched_param param = { .sched_priority = 1 };
+	unsigned int w;
+
+	/* Every handle first: none may take the number of a closed asyncfd. */
+	for (w = 0; w < NR_FLOOD_WRITERS; w++) {
+		f->writers[w].tp = test_producer_open();
+		ASSERT_LE(0, f->writers[w].tp);
+		f->writers[w].fd = f->rings[0].fd;
+	}
+	for (w = 0; w < NR_FLOOD_WRITERS; w++) {
+		ASSERT_EQ(0, pthread_create(&f->writers[w].thread, NULL,
+					    flood_writer_run, &f->writers[w]));
+		f->nr_started++;
+	}
+	/*
+	 * Ahead of the jobs on this CPU, the writers left behind: a scan
+	 * that fell behind the stores would see the last job only once
+	 * the ring was nearly full.
+	 */
+	ASSERT_EQ(0, sched_setscheduler(0, SCHED_FIFO, &param));
+}
+
+static void flood_join(struct __test_metadata *_metadata, struct flood *f)
+{
+	while (f->nr_started)
+		ASSERT_EQ(0, pthread_join(f->writers[--f->nr_started].thread,
+					  NULL));
+}
+
+/* The job that posted @res, or -1 if none did. */
+static int flood_job(struct flood *f, const struct asyncfd_result *res)
+{
+	__u64 job = (res->cookie - 1) / f->per_job;
+
+	return res->cookie && job < f->nr_jobs ? (int)job : -1;
+}
+
+/*
+ * A result: of a job, the one after the last of that job, whichever
+ * ring that was in, from the job's context and its CPU.
+ */
+static void flood_take(struct __test_metadata *_metadata, struct flood *f,
+		       const struct asyncfd_result *res)
+{
+	int job = flood_job(f, res);
+
+	ASSERT_LE(0, job) {
+		TH_LOG("cookie %llu, posted by no job",
+		       (unsigned long long)res->cookie);
+	}
+	ASSERT_EQ(f->got[job], (res->cookie - 1) % f->per_job) {
+		TH_LOG("job %d: a result lost, twice or out of order", job);
+	}
+	ASSERT_EQ(f->got[job], res->obj);
+	ASSERT_EQ(f->job_res[job], res->res);
+	ASSERT_EQ(f->job_cpu[job], res->res2) {
+		TH_LOG("job %d posted from the wrong CPU", job);
+	}
+	f->got[job]++;
+}
+
+/*
+ * Reap all that @ring holds, and with @flush what waits in the kernel
+ * too, as a consumer does; returns how many.
+ */
+static unsigned int flood_reap(struct __test_metadata *_metadata,
+			       struct flood *f, struct asyncfd_ring *ring,
+			       bool flush)
+{
+	struct asyncfd_result res[256];
+	unsigned int n, i, total = 0;
+
+	for (;;) {
+		while ((n = asyncfd_reap(ring, res, ARRAY_SIZE(res)))) {
+			for (i = 0; i < n; i++)
+				flood_take(_metadata, f, &res[i]);
+			total += n;
+		}
+		if (!flush || !asyncfd_waiting(ring))
+			return total;
+		ASSERT_LE(0, asyncfd_flush(ring));
+	}
+}
+
+/* Fail if a writer is done: a job ended before the close. */
+static void flood_check_posting(struct __test_metadata *_metadata,
+				struct flood *f)
+{
+	unsigned int w;
+
+	for (w = 0; w < NR_FLOOD_WRITERS; w++) {
+		const struct flood_writer *fw = &f->writers[w];
+
+		ASSERT_FALSE(__atomic_load_n(&fw->done, __ATOMIC_ACQUIRE)) {
+			TH_LOG("%s: done before the close, %d, error %d",
+			       flood_posts[w].context, fw->ret, fw->out.error);
+		}
+	}
+}
+
+/* Consume the first ring until every job has stored a result. */
+static void flood_wait_started(struct __test_metadata *_metadata,
+			       struct flood *f)
+{
+	int64_t deadline = mono_ns() + FLOOD_SECONDS * NSEC_PER_SEC;
+	unsigned int j = 0;
+
+	while (j < f->nr_jobs) {
+		if (flood_reap(_metadata, f, &f->rings[0], true))
+			continue;
+		for (j = 0; j < f->nr_jobs && f->got[j]; j++)
+			;
+		flood_check_posting(_metadata, f);
+		ASSERT_LT(mono_ns(), deadline) {
+			TH_LOG("job %u never stored a result", j);
+		}
+		usleep(1000);
+	}
+}
+
+/*
+ * Wait until every job has stored a result in @ring, which is not
+ * consumed: it has room for all, and the stores move through it.
+ */
+static void flood_wait_storing(struct __test_metadata *_metadata,
+			       struct flood *f, const struct asyncfd_ring *ring)
+{
+	int64_t deadline = mono_ns() + FLOOD_SECONDS * NSEC_PER_SEC;
+	unsigned int missing = f->nr_jobs, scanned = 0;
+	bool late;
+	int job;
+
+	memset(f->seen, 0, f->nr_jobs * sizeof(*f->seen));
+	for (;;) {
+		unsigned int tail = __atomic_load_n(&ring->hdr->ikernel,
+						    __ATOMIC_ACQUIRE);
+
+		for (; scanned < tail; scanned++) {
+			job = flood_job(f, &ring->entries[scanned]);
+			if (job >= 0 && !f->seen[job]) {
+				f->seen[job] = true;
+				missing--;
+			}
+		}
+		if (!missing)
+			return;
+		flood_check_posting(_metadata, f);
+		/* Leave room for the stores that come before the close. */
+		late = mono_ns() >= deadline || tail >= FLOOD_FRESH / 2;
+		for (job = 0; job < (int)f->nr_jobs; job++) {
+			ASSERT_TRUE(f->seen[job] || !late) {
+				TH_LOG("job %d stored nothing in the new ring, the others %u",
+				       job, tail);
+			}
+		}
+		usleep(1000);
+	}
+}
+
+/*
+ * Swap ring @i for fresh ring @i + 1, which the kernel must have given
+ * back before the swap returns.  What ring @i holds is taken later.
+ */
+static void flood_swap(struct __test_metadata *_metadata, struct flood *f,
+		       unsigned int i)
+{
+	ASSERT_EQ(0, asyncfd_ring_swap(&f->rings[i], &f->rings[i + 1]));
+	EXPECT_EQ(f->vmpin_base + pages_kb(ring_pages(FLOOD_FRESH)),
+		  vmpin_now_kb());
+}
+
+/*
+ * Take what @ring holds, once the jobs are over: each job's results go
+ * on from where the rings before left off.  A ring swapped in fresh
+ * never ran out of room, or the stores would have reached pages touched
+ * before, and nothing waited in the kernel while it was in use; every
+ * job stored into it.
+ */
+static void flood_take_ring(struct __test_metadata *_metadata,
+			    struct flood *f, struct asyncfd_ring *ring,
+			    bool fresh)
+{
+	unsigned int tail = ring->hdr->ikernel, j;
+
+	memcpy(f->before, f->got, f->nr_jobs * sizeof(*f->got));
+	flood_reap(_metadata, f, ring, false);
+	if (!fresh)
+		return;
+	ASSERT_GT(FLOOD_FRESH - 1, tail) {
+		TH_LOG("the ring filled before the jobs were cut off it");
+	}
+	EXPECT_EQ(0, kflags(ring));
+	for (; tail < FLOOD_FRESH; tail++) {
+		ASSERT_EQ(0, ring->entries[tail].cookie) {
+			TH_LOG("slot %u: a result past the kernel's index", tail);
+		}
+	}
+	for (j = 0; j < f->nr_jobs; j++) {
+		EXPECT_LT(f->before[j], f->got[j]) {
+			TH_LOG("job %u stored nothing in a fresh ring", j);
+		}
+	}
+}
+
+/*
+ * Every job was cut short by the close, -EBADFD, and handed over
+ * exactly what the rings hold: nothing waited in the kernel at the end.
+ */
+static void flood_check_writers(struct __test_metadata *_metadata,
+				struct flood *f)
+{
+	unsigned int w, j;
+
+	for (w = 0; w < NR_FLOOD_WRITERS; w++) {
+		const struct flood_writer *fw = &f->writers[w];
+		unsigned int handed = 0;
+
+		ASSERT_EQ(0, fw->ret);
+		for (j = fw->first_job; j < fw->first_job + fw->nr_jobs; j++) {
+			TH_LOG("%s on CPU %d: %u results, %u in the last ring",
+			       flood_posts[w].context, f->job_cpu[j],
+			       f->got[j], f->got[j] - f->before[j]);
+			handed += f->got[j];
+		}
+		EXPECT_EQ(-EBADFD, fw->out.error);
+		EXPECT_EQ(handed, fw->out.stored + fw->out.waited);
+		EXPECT_EQ(fw->nr_jobs * f->per_job - handed, fw->out.unposted);
+	}
+}
+
+/*
+ * Flood ring 0 until every job has stored a result, then swap in fresh
+ * rings 1 to @last in turn, each once every job stores into the one
+ * before, and close the asyncfd once every job stores into the last.
+ * Then take every ring in turn.  The jobs hold the context, not the
+ * file, so the release ran in close(), and unpinned the ring before it
+ * returned.
+ */
+static void flood_run(struct __test_metadata *_metadata, struct flood *f,
+		      unsigned int last)
+{
+	unsigned int i;
+
+	for (i = 1; i <= last; i++)
+		flood_map(_metadata, f, i);
+	flood_start(_metadata, f);
+	flood_wait_started(_metadata, f);
+	for (i = 1; i <= last; i++) {
+		flood_swap(_metadata, f, i - 1);
+		flood_wait_storing(_metadata, f, &f->rings[i]);
+	}
+	ASSERT_EQ(0, close(f->rings[last].fd));
+	f->rings[last].fd = -1;
+	EXPECT_EQ(f->vmpin_base, vmpin_now_kb());
+	flood_join(_metadata, f);
+	for (i = 0; i <= last; i++)
+		flood_take_ring(_metadata, f, &f->rings[i], i > 0);
+	flood_check_writers(_metadata, f);
+}
+
+/*
+ * Close in the middle of the flood.  What was stored stays in the ring,
+ * which is ours again: exactly what the jobs report handed over, and
+ * not a result more.
+ */
+TEST_F_TIMEOUT(flood, close_during_post_loses_nothing, FLOOD_TIMEOUT)
+{
+	flood_run(_metadata, &self->f, 1);
+}
+
+/*
+ * Swap in the middle of the flood, from one fresh ring to the next,
+ * then close.  Each job's results up to the swap are in the old ring,
+ * the rest in the new one, none lost or twice, and every job stored
+ * into both: the swap fell inside every job's post.
+ */
+TEST_F_TIMEOUT(flood, swap_during_post_loses_nothing, FLOOD_TIMEOUT)
+{
+	flood_run(_metadata, &self->f, 2);
 }
 
 int main(int argc, char **argv)
