@@ -1060,7 +1060,18 @@ static void fuzz_worker(struct fuzz_stats *stats, unsigned int worker,
 	long long vmpin_base = vmpin_now_kb();
 	char buf[4096] = { 1 };
 	unsigned int i;
+	int fd;
 
+	/*
+	 * The operations pick descriptors from 3 up.  Those we inherit are
+	 * not ours to fuzz: the kselftest runner hands its terminal down as
+	 * descriptor 4, and the harness runs the test in a process group in
+	 * the background of that terminal, where a read of it, or a
+	 * terminal ioctl, stops the whole group for good (SIGTTIN, SIGTTOU)
+	 * and a write puts random bytes on the console.
+	 */
+	for (fd = 3; fd < FIRST_PRIVATE_FD; fd++)
+		close(fd);
 	fz.tp = make_private(test_producer_open(), FIRST_PRIVATE_FD);
 	fz.file = make_private(open("/tmp", O_TMPFILE | O_RDWR, 0600),
 			       FIRST_PRIVATE_FD + 1);
