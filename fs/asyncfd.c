@@ -311,8 +311,9 @@ static noinline int asyncfd_add_wait_behind(struct asyncfd_ctx *ctx,
 	__releases(&ctx->wqh.lock)
 {
 	LIST_HEAD(done);
+	bool waiting;
 	u32 room, n;
-	int ret = 1;
+	int ret;
 
 	if (!ctx->ring.entries) {
 		spin_unlock_irqrestore(&ctx->wqh.lock, flags);
@@ -320,15 +321,15 @@ static noinline int asyncfd_add_wait_behind(struct asyncfd_ctx *ctx,
 	}
 	room = asyncfd_drain(ctx, asyncfd_room(&ctx->ring), &done);
 	n = asyncfd_store(&ctx->ring, room, wait->results, wait->nr);
-	if (n < wait->nr) {
+	ret = n < wait->nr;
+	if (ret) {
 		wait->results += n;
 		wait->nr -= n;
 		asyncfd_wait_add(ctx, wait);
-	} else {
-		ret = 0;
 	}
-	asyncfd_publish(&ctx->ring, !list_empty(&ctx->waiting));
-	asyncfd_wake_locked(ctx, !list_empty(&ctx->waiting));
+	waiting = !list_empty(&ctx->waiting);
+	asyncfd_publish(&ctx->ring, waiting);
+	asyncfd_wake_locked(ctx, waiting);
 	spin_unlock_irqrestore(&ctx->wqh.lock, flags);
 	asyncfd_finish(&done, true);
 	return ret;
