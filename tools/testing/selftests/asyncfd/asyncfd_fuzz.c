@@ -100,7 +100,7 @@ struct fuzz_stats {
 	uint64_t asyncfd_ok, submitted, posted, waited, unposted, reaped;
 	uint64_t flushes, reads, swaps_waiting;
 	uint64_t op_count[MAX_OP_KINDS], op_ns[MAX_OP_KINDS];
-	char failure[160];
+	char failure[256];
 };
 
 struct fuzz {
@@ -432,8 +432,15 @@ static bool post_to(struct fuzz *fz, int fd, unsigned int nr, struct post_result
 			fail(fz, "post", ret, -ret);
 		return false;
 	}
-	if (!post_sane(pr, nr * (all_cpus ? fz->nr_cpus : 1)))
-		fail(fz, "post report", pr->stored, -pr->error);
+	if (!post_sane(pr, nr * (all_cpus ? fz->nr_cpus : 1))) {
+		char what[160];
+
+		snprintf(what, sizeof(what),
+			 "post %u from %s on %u CPUs: waited %u unposted %u, report",
+			 nr, context, all_cpus ? fz->nr_cpus : 1,
+			 pr->waited, pr->unposted);
+		fail(fz, what, pr->stored, -pr->error);
+	}
 	count(&fz->stats->posted, pr->stored + pr->waited + pr->unposted);
 	count(&fz->stats->waited, pr->waited);
 	count(&fz->stats->unposted, pr->unposted);
