@@ -114,7 +114,7 @@ struct fuzz {
 	struct ring_view views[NR_SLOTS];
 	struct region regions[NR_REGIONS];
 	aio_context_t aio[NR_AIO_CTXS];
-	struct iocb iocbs[NR_IOCBS];
+	struct iocb *iocbs;		/* NR_IOCBS, see map_iocbs() */
 	unsigned int next_iocb;
 	pid_t children[NR_CHILDREN];
 	unsigned int nr_cpus;
@@ -1038,6 +1038,30 @@ static void fuzz_cleanup(struct fuzz *fz, long long vmpin_base)
 		fail(fz, "VmPin after cleanup", vmpin_now_kb(), 0);
 }
 
+/*
+ * KAIO gives an iocb's address back as the obj of its result, and rings
+ * and io_cancel() leave such results in the regions, where a later
+ * operation may take any word for the ring pointer of a header, or for
+ * the base of an iovec.  The kernel then writes where it was told: so
+ * the iocbs live in pages of their own, between two that cannot be
+ * pinned or written, and not in struct fuzz, on the stack, where a ring
+ * laid over them ran on into the worker's own state.  The worker fills
+ * an iocb just before it submits it, and reads nothing else back.
+ */
+static struct iocb *map_iocbs(void)
+{
+	size_t page = getpagesize();
+	size_t len = (NR_IOCBS * sizeof(struct iocb) + page - 1) & ~(page - 1);
+	char *guarded;
+
+	guarded = mmap(NULL, len + 2 * page, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (guarded == MAP_FAILED ||
+	    mprotect(guarded + page, len, PROT_READ | PROT_WRITE))
+		return NULL;
+	return (struct iocb *)(guarded + page);
+}
+
 /* Move @fd out of dup2()'s reach, so that operations never close it. */
 static int make_private(int fd, int at)
 {
@@ -1082,7 +1106,8 @@ static void fuzz_worker(struct fuzz_stats *stats, unsigned int worker,
 	fz.tp = make_private(test_producer_open(), FIRST_PRIVATE_FD);
 	fz.file = make_private(open("/tmp", O_TMPFILE | O_RDWR, 0600),
 			       FIRST_PRIVATE_FD + 1);
-	if (fz.tp < 0 || fz.file < 0)
+	fz.iocbs = map_iocbs();
+	if (fz.tp < 0 || fz.file < 0 || !fz.iocbs)
 		_exit(1);
 	for (i = 0; i < 16; i++)
 		if (write(fz.file, buf, sizeof(buf)) != sizeof(buf))
