@@ -1045,8 +1045,11 @@ static void fuzz_cleanup(struct fuzz *fz, long long vmpin_base)
  * the base of an iovec.  The kernel then writes where it was told: so
  * the iocbs live in pages of their own, between two that cannot be
  * pinned or written, and not in struct fuzz, on the stack, where a ring
- * laid over them ran on into the worker's own state.  The worker fills
- * an iocb just before it submits it, and reads nothing else back.
+ * laid over them ran on into the worker's own state.  An iocb may still
+ * be rewritten before the kernel reads it, by a ring laid over it, or by
+ * an IOCB_CMD_PREADV earlier in the same io_submit(): then KAIO gets
+ * garbage to refuse, or a descriptor that the worker made harmless (see
+ * fuzz_worker()).  The worker reads nothing back.
  */
 static struct iocb *map_iocbs(void)
 {
@@ -1094,13 +1097,19 @@ static void fuzz_worker(struct fuzz_stats *stats, unsigned int worker,
 	int fd;
 
 	/*
-	 * The operations pick descriptors from 3 up.  Those we inherit are
-	 * not ours to fuzz: the kselftest runner hands its terminal down as
-	 * descriptor 4, and the harness runs the test in a process group in
-	 * the background of that terminal, where a read of it, or a
-	 * terminal ioctl, stops the whole group for good (SIGTTIN, SIGTTOU)
-	 * and a write puts random bytes on the console.
+	 * No descriptor we inherit is ours to fuzz: the kselftest runner
+	 * hands its terminal down as 0, 1, 2 and 4, and the harness runs
+	 * the test in a process group in the background of that terminal,
+	 * where a read of it, or a terminal ioctl, stops the whole group
+	 * for good (SIGTTIN, SIGTTOU), and a write puts random bytes on the
+	 * console.  The operations pick descriptors from 3 up, but an iocb
+	 * rewritten before the kernel reads it (see map_iocbs()) may name
+	 * any, 0 to 2 included: those become /dev/null.  Workers print
+	 * nothing; the test reports what they counted.
 	 */
+	fd = open("/dev/null", O_RDWR);
+	if (fd < 0 || dup2(fd, 0) < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+		_exit(1);
 	for (fd = 3; fd < FIRST_PRIVATE_FD; fd++)
 		close(fd);
 	fz.tp = make_private(test_producer_open(), FIRST_PRIVATE_FD);
